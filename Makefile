@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates the environment first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.atarchive-installed
+DEMO ?= demo
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv test demo bench clean doctor
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "atarchive needs Python 3.11 (casatools 6.7.0.31 wheels)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+doctor: $(STAMP)
+	$(BIN)/atarchive doctor
+
+# The demo: simulate a session in the real ATA layout, index it, run the chain, print status.
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/atarchive simulate --preset demo --out $(DEMO)/storage
+	$(BIN)/atarchive --config examples/demo.toml scan
+	$(BIN)/atarchive --config examples/demo.toml status
+	$(BIN)/atarchive --config examples/demo.toml run
+	$(BIN)/atarchive --config examples/demo.toml fluxes
+	@echo "catalogue: $(DEMO)/catalogue.db   products: $(DEMO)/work"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -1,0 +1,134 @@
+"""Child-side driver of the ``calibrate`` step: map names to IDs, choose the reference antenna,
+then run the calibration chain (:mod:`atarchive.casa.calibrate`) once per LO group.
+
+Runs inside a CASA child process (see :mod:`atarchive.casa.runner`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+
+def _table(path: str):
+    from casatools import table
+
+    tb = table()
+    tb.open(path)
+    return tb
+
+
+def field_ids(vis: str) -> dict[str, int]:
+    tb = _table(os.path.join(vis, "FIELD"))
+    try:
+        names = list(tb.getcol("NAME"))
+    finally:
+        tb.close()
+    return {n: i for i, n in enumerate(names)}
+
+
+def spw_freqs(vis: str) -> list[tuple[float, float]]:
+    tb = _table(os.path.join(vis, "SPECTRAL_WINDOW"))
+    try:
+        out = []
+        for i in range(tb.nrows()):
+            f = tb.getcell("CHAN_FREQ", i)
+            out.append((float(np.min(f)), float(np.max(f))))
+    finally:
+        tb.close()
+    return out
+
+
+def spws_for_lo(spws: list[tuple[float, float]], lo_range: list[float]) -> list[int]:
+    lo0, lo1 = lo_range
+    return [i for i, (f0, f1) in enumerate(spws) if f0 <= lo1 and f1 >= lo0]
+
+
+def antenna_names(vis: str) -> list[str]:
+    tb = _table(os.path.join(vis, "ANTENNA"))
+    try:
+        return list(tb.getcol("NAME"))
+    finally:
+        tb.close()
+
+
+def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
+    """Antenna with the most unflagged cross-correlation data; ties broken by distance to the
+    array centre. Returns (antenna ID, reason)."""
+    tb = _table(vis)
+    try:
+        a1 = tb.getcol("ANTENNA1")
+        a2 = tb.getcol("ANTENNA2")
+        n = int(max(a1.max(), a2.max())) + 1
+        good = np.zeros(n)
+        step = 20000
+        for start in range(0, tb.nrows(), step):
+            nr = min(step, tb.nrows() - start)
+            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
+            frac = 1.0 - fl.reshape(-1, nr).mean(axis=0)
+            b1, b2 = a1[start:start + nr], a2[start:start + nr]
+            cross = b1 != b2
+            np.add.at(good, b1[cross], frac[cross])
+            np.add.at(good, b2[cross], frac[cross])
+    finally:
+        tb.close()
+    ta = _table(os.path.join(vis, "ANTENNA"))
+    try:
+        pos = ta.getcol("POSITION").T[:n]
+    finally:
+        ta.close()
+    dist = np.linalg.norm(pos - pos.mean(axis=0), axis=1)
+    for e in exclude:
+        if e < n:
+            good[e] = -1
+    best = max(range(n), key=lambda i: (round(good[i] / max(good.max(), 1e-9), 3), -dist[i]))
+    reason = (f"most unflagged cross-correlation data ({good[best] / max(good.max(), 1e-9):.0%} of the best), "
+              f"{dist[best]:.0f} m from the array centre")
+    return best, reason
+
+
+def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,
+        refant: str | None, exclude_antennas: list[str], params: dict) -> dict:
+    from atarchive.errors import PermanentStepError
+
+    from . import calibrate as chain
+
+    fids = field_ids(vis)
+    missing = [f["name"] for f in roles["flux_cals"] if f["name"] not in fids]
+    if missing:
+        raise PermanentStepError(f"flux calibrator field(s) not in the MS: {missing}")
+    names = antenna_names(vis)
+    excl = [names.index(a) if a in names else int(a) for a in exclude_antennas
+            if a in names or str(a).isdigit()]
+    if refant is not None:
+        if refant in names:
+            ref, why = names.index(refant), f"set in config ({refant})"
+        elif str(refant).isdigit() and int(refant) < len(names):
+            ref, why = int(refant), f"set in config (ID {refant})"
+        else:
+            raise PermanentStepError(f"refant {refant!r} is not an antenna of this session: {names}")
+    else:
+        ref, why = choose_refant(vis, excl)
+    spws = spw_freqs(vis)
+    flux_cals = [{"field_id": fids[f["name"]], "name": f["name"], "standard": f["standard"]} for f in roles["flux_cals"]]
+    phase_cals = [{"field_id": fids[n], "name": n} for n in roles["phase_cals"] if n in fids]
+    targets = [{"field_id": fids[t["name"]], "name": t["name"],
+                "phase_cal_id": fids.get(t["phase_cal"]) if t["phase_cal"] else None}
+               for t in roles["targets"] if t["name"] in fids]
+    spw_groups = []
+    for g in groups:
+        ids = sorted({s for lo in g for s in spws_for_lo(spws, lo_ranges[lo])})
+        if ids:
+            spw_groups.append(ids)
+    os.makedirs(outdir, exist_ok=True)
+    splitdir = os.path.join(outdir, "split")
+    res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
+                          targets=targets, refant=ref, spw_groups=spw_groups, params=params)
+    # Paths are reported where they will be after the reconciler renames outdir → final_dir.
+    for sp in res.get("splits", []):
+        sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))
+    res.update(refant=ref, refant_name=names[ref], refant_reason=why, field_ids=fids,
+               spw_groups=spw_groups, antennas=names)
+    return res

@@ -1,0 +1,499 @@
+"""Command line: the only module that prints. Errors become one line and a non-zero exit code.
+
+Exit codes: 0 ok, 1 operational failure (a step failed, a session not found), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from . import config as config_mod
+from .errors import AtarchiveError, ConfigError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
+
+
+class Ctx:
+    def __init__(self, config_path: str | None, log_format: str):
+        self.config_path = config_path
+        self.log_format = log_format
+        self._cfg = None
+        self._cat = None
+
+    @property
+    def cfg(self):
+        if self._cfg is None:
+            self._cfg = config_mod.load(self.config_path)
+        return self._cfg
+
+    @property
+    def cat(self):
+        if self._cat is None:
+            from .catalogue import Catalogue
+
+            self._cat = Catalogue(self.cfg.catalogue)
+        return self._cat
+
+    def log(self, msg: str, **fields) -> None:
+        if self.log_format == "json":
+            click.echo(json.dumps({"ts": time.time(), "msg": msg, **fields}, default=str), err=True)
+        else:
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", markup=True)
+
+
+class AtarchiveGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            err.print(f"[red]config error:[/red] {e}", markup=True)
+            sys.exit(2)
+        except AtarchiveError as e:
+            err.print(f"[red]error:[/red] {e}", markup=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=AtarchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar=config_mod.ENV_VAR, type=click.Path(dir_okay=False),
+              help=f"Config file (TOML). Default: ${config_mod.ENV_VAR}, else ./atarchive.toml.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Format of log lines on stderr (json suits journald).")
+@click.version_option(__version__, prog_name="atarchive")
+@click.pass_context
+def cli(ctx, config_path, log_format):
+    """atarchive — turn raw ATA uvh5 sessions into calibrated images, reproducibly.
+
+    \b
+    Typical use:
+      atarchive --config atarchive.toml scan      # index new sessions (headers only)
+      atarchive --config atarchive.toml run       # bring every ready session up to date
+      atarchive --config atarchive.toml status    # one row per session
+      atarchive explain SESSION                   # why each step runs or not
+      atarchive reprocess SESSION --from concat   # force a step and everything after it
+    """
+    ctx.obj = Ctx(config_path, log_format)
+
+
+# -- doctor -------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def doctor(obj: Ctx, as_json):
+    """Versions of CASA, casadata, pyuvdata and whether CASA starts offline."""
+    from .casa.doctor import doctor as run_doctor
+
+    rep = run_doctor()
+    if as_json:
+        _json(rep)
+    else:
+        for k, v in rep.items():
+            if k not in ("fix",):
+                out.print(f"{k:>16}: {v}")
+        if rep.get("fix"):
+            out.print(f"[yellow]fix:[/yellow] {rep['fix']}", markup=True)
+    if not rep.get("casa_ok"):
+        sys.exit(1)
+
+
+# -- simulate -----------------------------------------------------------------------------------
+@cli.command()
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False), help="Simulation spec (TOML).")
+@click.option("--preset", help="Built-in spec (see --list-presets).")
+@click.option("--out", "out_root", type=click.Path(file_okay=False), help="Storage root to write into.")
+@click.option("--list-presets", is_flag=True, help="List built-in presets and exit.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def simulate(obj: Ctx, spec, preset, out_root, list_presets, as_json):
+    """Write a simulated ATA session (real on-disk layout) plus a truth file."""
+    from . import simulate as sim
+
+    if list_presets:
+        names = sim.list_presets()
+        _json(names) if as_json else out.print("\n".join(names))
+        return
+    if bool(spec) == bool(preset):
+        raise click.UsageError("give exactly one of --spec or --preset")
+    if not out_root:
+        raise click.UsageError("--out ROOT is required")
+    try:
+        s = sim.load_spec(spec) if spec else sim.preset(preset)
+    except (sim.SpecError, KeyError, ValueError) as e:
+        raise ConfigError(str(e).strip("'\"")) from None
+    n = {"files": 0}
+
+    def progress(*_a, **_k):
+        n["files"] += 1
+        if not as_json and sys.stderr.isatty():
+            err.print(f"\rwritten {n['files']} files", end="")
+
+    res = sim.simulate(s, Path(out_root), progress=progress)
+    if sys.stderr.isatty() and not as_json:
+        err.print()
+    info = {"session_dir": str(res.session_dir), "truth": str(res.truth_path), "files": len(res.files)}
+    _json(info) if as_json else out.print(f"simulated {info['files']} files in {info['session_dir']}\n"
+                                          f"truth: {info['truth']}")
+
+
+# -- scan ---------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def scan(obj: Ctx, as_json):
+    """Index the storage roots (uvh5 headers only). Idempotent."""
+    from .scanner.discover import Indexer
+
+    rep = Indexer(obj.cat, obj.cfg).scan()
+    if as_json:
+        _json(rep.as_dict())
+        return
+    out.print(f"scanned {rep.files_seen} files in {rep.elapsed_s:.2f} s: {rep.new_files} new, "
+              f"{rep.changed_files} changed, {rep.growing_files} still growing, {rep.headers_read} headers read, "
+              f"{len(rep.errors)} with errors")
+    for w in rep.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}", markup=True)
+    for p, e in rep.errors[:20]:
+        err.print(f"[red]bad input:[/red] {p}: {e}", markup=True)
+    if len(rep.errors) > 20:
+        err.print(f"... and {len(rep.errors) - 20} more (see `atarchive status`)")
+
+
+# -- status -------------------------------------------------------------------------------------
+STATE_STYLE = {"done": "green", "failed": "red", "running": "cyan", "pending": "yellow", "incomplete": "magenta"}
+
+
+def status_rows(obj: Ctx) -> list[dict]:
+    from .plan import plan_all
+
+    plans = plan_all(obj.cat, obj.cfg)
+    rows = []
+    for p in plans:
+        v = p.view
+        s = v.session
+        rows.append({
+            "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
+            "scans": len(v.scans), "scans_complete": sum(1 for x in v.scans if x["complete"]),
+            "fields": [f["name"] for f in v.fields], "los": v.lo_names, "ingest_state": s["ingest_state"],
+            "state": p.state, "next_step": p.next_step, "error": p.error or s["error"],
+            "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
+        })
+    return rows
+
+
+def _daemon_info(obj: Ctx) -> dict | None:
+    try:
+        from .daemon import daemon_status
+    except ImportError:
+        return None
+    return daemon_status(obj.cat)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys, see README).")
+@click.option("--watch", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS.")
+@click.pass_obj
+def status(obj: Ctx, as_json, watch):
+    """One row per session: scans, fields, LOs, state and each step's status."""
+    while True:
+        rows = status_rows(obj)
+        d = _daemon_info(obj)
+        if as_json:
+            _json({"sessions": rows, "daemon": d})
+        else:
+            if watch:
+                out.clear()
+            _print_status(rows, d)
+        if not watch:
+            return
+        time.sleep(watch)
+
+
+def _print_status(rows: list[dict], daemon: dict | None) -> None:
+    from .steps import STEP_NAMES
+
+    if daemon:
+        alive = daemon.get("alive")
+        out.print(f"daemon: {'[green]alive[/green]' if alive else '[red]not running[/red]'}"
+                  + (f" ({daemon.get('activity')})" if alive and daemon.get("activity") else ""), markup=True)
+    if not rows:
+        out.print("no sessions in the catalogue yet (run `atarchive scan`)")
+        return
+    t = Table(show_lines=False)
+    for c in ("session", "scans", "fields", "LOs", "state", *STEP_NAMES, "error"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        st = r["state"]
+        cells = []
+        for name in STEP_NAMES:
+            s = r["steps"].get(name)
+            cells.append("" if not s else (f"{s['done']}/{s['units']}" if s["units"] else "-")
+                         + ("" if not s or s["status"] in ("done", "waiting", "none") else f" {s['status']}"))
+        t.add_row(r["key"], f"{r['scans_complete']}/{r['scans']}", ", ".join(r["fields"]), ",".join(r["los"]),
+                  f"[{STATE_STYLE.get(st, 'white')}]{st}[/]" + (f" ({r['next_step']})" if r["next_step"] else ""),
+                  *cells, (r["error"] or "")[:200])
+    out.print(t)
+
+
+# -- show ---------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(obj: Ctx, session, as_json):
+    """Scans (field, time, LOs), fields (positions, roles and why), LOs and file problems."""
+    from .plan import load_view
+
+    s = obj.cat.session(session)
+    view = load_view(obj.cat, obj.cfg, s)
+    roles = view.roles if s["ingest_state"] == "ready" else None
+    files = view.files
+    lo_of_scan: dict[int, set] = {}
+    for f in files:
+        if f["scan_id"] is not None:
+            lo_of_scan.setdefault(f["scan_id"], set()).add(f["lo"])
+    data = {
+        "session": {k: s[k] for k in ("key", "project", "name", "path", "layout", "ingest_state", "error")},
+        "scans": [{"stem": x["stem"], "field": x["field"], "source": x["source"], "start_mjd": x["start_mjd"],
+                   "end_mjd": x["end_mjd"], "ntimes": x["ntimes"], "complete": bool(x["complete"]),
+                   "note": x["status_note"], "los": sorted(lo_of_scan.get(x["id"], []))} for x in view.scans],
+        "fields": [],
+        "los": [{k: lo[k] for k in ("name", "freq_start_hz", "freq_end_hz", "nchan", "nsubbands", "channel_width_hz")}
+                for lo in view.los],
+        "files_with_errors": [{"path": f["path"], "error": f["error"]} for f in files if f["status"] == "error"],
+        "role_warnings": roles.warnings if roles else [],
+    }
+    for f in view.fields:
+        r = roles.fields.get(f["name"]) if roles else None
+        data["fields"].append({
+            "name": f["name"], "ra_deg": f["ra_deg"], "dec_deg": f["dec_deg"],
+            "role": r.role if r else None, "reason": r.reason if r else None,
+            "matched": r.matched if r else None, "separation_arcsec": r.separation_arcsec if r else None,
+            "phase_cal": r.phase_cal if r else None,
+        })
+    if as_json:
+        _json(data)
+        return
+    ss = data["session"]
+    out.print(f"[bold]{ss['key']}[/bold]  {ss['path']}  layout={ss['layout']}  ingest={ss['ingest_state']}",
+              markup=True)
+    if ss["error"]:
+        out.print(f"[red]error:[/red] {ss['error']}", markup=True)
+    t = Table(title="scans")
+    for c in ("stem", "field", "start (MJD)", "dur (s)", "LOs", "complete", "note"):
+        t.add_column(c, overflow="fold")
+    for x in data["scans"]:
+        dur = (x["end_mjd"] - x["start_mjd"]) * 86400 if x["start_mjd"] is not None else None
+        t.add_row(x["stem"], x["field"] or "", f"{x['start_mjd']:.5f}" if x["start_mjd"] else "",
+                  f"{dur:.0f}" if dur is not None else "", ",".join(x["los"]), "yes" if x["complete"] else "no",
+                  x["note"] or "")
+    out.print(t)
+    t = Table(title="fields")
+    for c in ("name", "RA (deg)", "Dec (deg)", "role", "why", "phase cal"):
+        t.add_column(c, overflow="fold")
+    for f in data["fields"]:
+        t.add_row(f["name"], f"{f['ra_deg']:.5f}" if f["ra_deg"] is not None else "",
+                  f"{f['dec_deg']:.5f}" if f["dec_deg"] is not None else "", f["role"] or "", f["reason"] or "",
+                  f["phase_cal"] or "")
+    out.print(t)
+    t = Table(title="LOs")
+    for c in ("LO", "start (MHz)", "end (MHz)", "channels", "subbands"):
+        t.add_column(c)
+    for lo in data["los"]:
+        t.add_row(lo["name"], f"{lo['freq_start_hz'] / 1e6:.3f}", f"{lo['freq_end_hz'] / 1e6:.3f}", str(lo["nchan"]),
+                  str(lo["nsubbands"]))
+    out.print(t)
+    for w in data["role_warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}", markup=True)
+    for f in data["files_with_errors"]:
+        out.print(f"[red]bad file:[/red] {f['path']}: {f['error']}", markup=True)
+
+
+# -- run / explain / reprocess ------------------------------------------------------------------
+def _sessions(obj: Ctx, refs) -> list[dict] | None:
+    return [obj.cat.session(r) for r in refs] if refs else None
+
+
+@cli.command()
+@click.argument("sessions", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def run(obj: Ctx, sessions, dry_run, as_json):
+    """Bring ready sessions up to date: run every missing or out-of-date step, in order."""
+    from .reconciler import Reconciler
+
+    rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
+    chosen = _sessions(obj, sessions)
+    if dry_run:
+        plans = rec.plan(chosen)
+        items = []
+        for p in plans:
+            if p.state in ("incomplete", "failed", "done"):
+                items.append({"session": p.session["key"], "step": None, "unit": None,
+                              "reason": p.state + (f": {p.error}" if p.error else "")})
+                continue
+            for u in p.units[p.next_step].values():
+                if u.status != "ok":
+                    items.append({"session": p.session["key"], "step": u.step, "unit": u.key, "reason": u.reason})
+        if as_json:
+            _json(items)
+        else:
+            if not items:
+                out.print("nothing to do: no sessions")
+            for i in items:
+                what = f"{i['step']} {i['unit'] or ''}".strip() if i["step"] else "-"
+                out.print(f"{i['session']}: {what}: {i['reason']}")
+        return
+    summary = rec.run(chosen, on_event=None if as_json else _progress_printer(obj))
+    if as_json:
+        _json(summary.as_dict())
+    else:
+        if not summary.ran and not summary.failed:
+            out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)")
+        else:
+            out.print(f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed")
+        _print_status(status_rows(obj), None)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _progress_printer(obj: Ctx):
+    t0 = {}
+
+    def on_event(kind, info):
+        key = (info.get("session"), info.get("step"), info.get("unit"))
+        if kind == "start":
+            t0[key] = time.time()
+        else:
+            dt = time.time() - t0.pop(key, time.time())
+            status = info.get("status")
+            colour = "green" if status == "done" else "red"
+            obj.log(f"[{colour}]{status}[/{colour}] {info['session']} {info['step']} {info['unit'] or ''} "
+                    f"({dt:.1f} s)" + (f": {info.get('error')}" if info.get("error") else ""))
+
+    return on_event
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def explain(obj: Ctx, session, as_json):
+    """For each step: up to date or not, and exactly why."""
+    from .plan import plan_all
+    from .steps import STEP_NAMES
+
+    s = obj.cat.session(session)
+    p = plan_all(obj.cat, obj.cfg, [s])[0]
+    steps = []
+    for name in STEP_NAMES:
+        units = p.units.get(name, {})
+        us = [{"unit": u.key, "status": u.status, "reason": u.reason, "fingerprint": u.fingerprint}
+              for u in units.values()]
+        reasons = sorted({u["reason"] for u in us if u["status"] != "ok"})
+        if not us:
+            summ = ("waiting for upstream steps" if p.state not in ("incomplete", "failed")
+                    else f"session {p.state}")
+            st = "waiting"
+        elif not reasons:
+            st, summ = "up to date", us[0]["reason"] if len(us) == 1 else f"up to date ({len(us)} units)"
+        else:
+            st = "failed" if any(u["status"] == "failed" for u in us) else "out of date"
+            summ = "; ".join(reasons[:3]) + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
+        steps.append({"step": name, "status": st, "reason": summ, "units": us})
+    data = {"session": s["key"], "state": p.state, "next_step": p.next_step, "error": p.error, "steps": steps}
+    if as_json:
+        _json(data)
+        return
+    out.print(f"[bold]{s['key']}[/bold]: {p.state}" + (f" (next: {p.next_step})" if p.next_step else ""), markup=True)
+    if p.error:
+        out.print(f"[red]error:[/red] {p.error}", markup=True)
+    for st in steps:
+        colour = {"up to date": "green", "failed": "red", "waiting": "dim"}.get(st["status"], "yellow")
+        out.print(f"  [{colour}]{st['step']:>9}[/{colour}]: {st['status']} — {st['reason']}", markup=True)
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--from", "from_step", default="copy", show_default=True, help="First step to redo.")
+@click.option("--now", is_flag=True, help="Run it now instead of on the next `run`/daemon pass.")
+@click.pass_obj
+def reprocess(obj: Ctx, session, from_step, now):
+    """Force one session's step FROM and everything downstream to run again. No other session is touched."""
+    from .steps import STEP_NAMES
+
+    if from_step not in STEP_NAMES:
+        raise click.BadParameter(f"unknown step {from_step!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--from")
+    s = obj.cat.session(session)
+    obj.cat.add_force(s["id"], from_step, note="cli reprocess")
+    obj.cat.db["sessions"].update(s["id"], {"error": None})
+    out.print(f"{s['key']}: {from_step} and every later step will run again"
+              + (" now" if now else " on the next `atarchive run` (or daemon pass)"))
+    if now:
+        from .reconciler import Reconciler
+
+        summary = Reconciler(obj.cfg, obj.cat, log=obj.log).run([s], on_event=_progress_printer(obj))
+        out.print(f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed")
+        if summary.failed:
+            sys.exit(1)
+
+
+# -- fluxes -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("session", required=False)
+@click.option("--field", help="Only this field.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def fluxes(obj: Ctx, session, field, as_json):
+    """Measured flux densities per field, LO and frequency (with the model flux for flux calibrators)."""
+    sid = obj.cat.session(session)["id"] if session else None
+    rows = obj.cat.flux_measurements(sid)
+    if field:
+        rows = [r for r in rows if r["field"] == field]
+    keys = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
+            "model_flux_jy", "ra_deg", "dec_deg", "method")
+    rows = [{k: r.get(k) for k in keys} for r in rows]
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        out.print("no flux measurements yet (they come from the image step)")
+        return
+    t = Table(title="flux densities")
+    for c in ("session", "field", "role", "LO", "freq (MHz)", "flux (Jy)", "± (Jy)", "peak (Jy/bm)", "model (Jy)",
+              "ratio"):
+        t.add_column(c)
+    for r in rows:
+        ratio = (r["flux_jy"] / r["model_flux_jy"]) if r["model_flux_jy"] and r["flux_jy"] else None
+        t.add_row(r["session"], r["field"], r["role"] or "", r["lo"] or "", f"{(r['freq_hz'] or 0) / 1e6:.1f}",
+                  _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]), _fmt(r["model_flux_jy"]),
+                  f"{ratio:.3f}" if ratio else "")
+    out.print(t)
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def main(argv=None):
+    cli.main(args=argv, prog_name="atarchive")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,166 @@
+"""Configuration: a TOML file validated by pydantic models.
+
+Relative paths in the file are resolved against the directory of the file, so a config can travel
+with its data. A wrong key or value raises :class:`ConfigError` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+ENV_VAR = "ATARCHIVE_CONFIG"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScanConfig(_Strict):
+    stable_seconds: float = Field(60.0, ge=0, description="size and mtime unchanged this long → file ready")
+    session_idle_seconds: float = Field(300.0, ge=0, description="daemon waits this long after the last change")
+    poll_seconds: float = Field(60.0, gt=0, description="daemon full rescan interval (NFS sends no events)")
+
+
+class CopyConfig(_Strict):
+    times_per_chunk: int = Field(0, ge=0, description="0 = read a whole scan-LO at once")
+
+
+class CompressConfig(_Strict):
+    flagger: Literal["auto", "aoflagger", "tfcrop", "none"] = "auto"
+    timebin_s: float = Field(20.0, ge=0)
+    chanbin: int = Field(4, ge=1)
+    keep_fullres: bool = False
+
+
+class ConcatConfig(_Strict):
+    flux_cal_scans: Literal["last", "all"] = Field(
+        "last", description="keep only the last scan of each flux calibrator (earlier ones are on an old delay model)"
+    )
+
+
+class FixConfig(_Strict):
+    max_gap_s: float = Field(120.0, gt=0, description="a time gap longer than this starts a new scan")
+
+
+class CalibrateConfig(_Strict):
+    separate_lo_threshold_hz: float = Field(
+        500e6, ge=0, description="LOs whose centres are further apart are calibrated and imaged separately"
+    )
+    flux_cal_tolerance_arcsec: float = Field(120.0, gt=0)
+    solint_short: str = "int"
+    minsnr: float = 3.0
+    rflag: bool = True
+
+
+class ImageConfig(_Strict):
+    cell_arcsec: float = Field(0.0, ge=0, description="0 = from the longest baseline at the highest frequency")
+    imsize: int = Field(0, ge=0, description="0 = cover the primary beam")
+    max_imsize: int = Field(1024, ge=64)
+    weighting: str = "briggs"
+    robust: float = 0.0
+    rounds: int = Field(2, ge=0, description="clean rounds after the dirty image, each to 5 x rms")
+    niter: int = Field(1000, ge=0)
+
+
+class StepsConfig(_Strict):
+    copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
+    compress: CompressConfig = Field(default_factory=CompressConfig)
+    concat: ConcatConfig = Field(default_factory=ConcatConfig)
+    fix: FixConfig = Field(default_factory=FixConfig)
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def for_step(self, name: str) -> BaseModel:
+        return self.copy_ if name == "copy" else getattr(self, name)
+
+
+class ExecutionConfig(_Strict):
+    workers: int = Field(0, ge=0, description="parallel step units; 0 = number of cores")
+    executor: Literal["local", "dask"] = "local"
+    dask_scheduler: str | None = None
+    max_attempts: int = Field(3, ge=1)
+    retry_backoff_s: float = Field(5.0, ge=0)
+    step_timeout_s: float = Field(0.0, ge=0, description="0 = no limit")
+
+    def n_workers(self) -> int:
+        return self.workers or (os.cpu_count() or 1)
+
+
+class SessionOverride(_Strict):
+    flux_cals: list[str] | None = None
+    phase_cals: list[str] | None = None
+    targets: list[str] | None = None
+    refant: str | None = None
+    exclude_antennas: list[str] = Field(default_factory=list)
+    exclude_scans: list[str] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    storage_roots: list[Path] = Field(default_factory=list, description="each holds projects/<project>/<session>/")
+    work_root: Path = Path("atarchive-work")
+    catalogue: Path = Path("atarchive.db")
+    scan: ScanConfig = Field(default_factory=ScanConfig)
+    steps: StepsConfig = Field(default_factory=StepsConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    sessions: dict[str, SessionOverride] = Field(default_factory=dict)
+    source: Path | None = Field(None, exclude=True, description="file this config was read from")
+
+    @field_validator("storage_roots")
+    @classmethod
+    def _roots_distinct(cls, v: list[Path]) -> list[Path]:
+        if len(set(v)) != len(v):
+            raise ValueError("storage_roots lists the same directory twice")
+        return v
+
+    def resolve_paths(self, base: Path) -> "Config":
+        def r(p: Path) -> Path:
+            p = Path(os.path.expanduser(p))
+            return p if p.is_absolute() else (base / p).resolve()
+
+        self.storage_roots = [r(p) for p in self.storage_roots]
+        self.work_root = r(self.work_root)
+        self.catalogue = r(self.catalogue)
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def from_dict(data: dict, *, base: Path, source: str = "config") -> Config:
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+    return cfg.resolve_paths(base)
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load and validate a config file (``path``, else ``$ATARCHIVE_CONFIG``, else ./atarchive.toml)."""
+    if path is None:
+        path = os.environ.get(ENV_VAR) or "atarchive.toml"
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p} (pass --config PATH or set {ENV_VAR})")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: not valid TOML: {err}") from None
+    cfg = from_dict(data, base=p.resolve().parent, source=str(p))
+    cfg.source = p.resolve()
+    return cfg

@@ -1,0 +1,235 @@
+"""Planning: catalogue rows + config → for every unit of every step, up to date or not, and why.
+
+Pure apart from cheap existence checks of recorded product paths (``exists`` is injectable). The
+fingerprint of a unit is computed from its step's version and params, its inputs' *current*
+fingerprints and software versions, so a change anywhere upstream shows downstream as
+"input changed: <step>".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import fingerprint as fp
+from .catalogue import Catalogue
+from .config import Config
+from .steps import STEP_NAMES, STEPS
+from .steps.base import PlannedUnit, SessionView
+
+
+@dataclass
+class SessionPlan:
+    view: SessionView
+    units: dict[str, dict[str, PlannedUnit]] = field(default_factory=dict)  # step → key → unit
+    state: str = "incomplete"
+    next_step: str | None = None
+    error: str | None = None
+
+    @property
+    def session(self) -> dict:
+        return self.view.session
+
+    def pending(self) -> list[PlannedUnit]:
+        """Units of the first step that has work, if they may run now."""
+        if self.next_step is None:
+            return []
+        return [u for u in self.units[self.next_step].values() if u.status == "pending"]
+
+    def step_summary(self) -> dict[str, dict]:
+        out = {}
+        for name in STEP_NAMES:
+            us = list(self.units.get(name, {}).values())
+            counts: dict[str, int] = {}
+            for u in us:
+                counts[u.status] = counts.get(u.status, 0) + 1
+            if not us:
+                status = "waiting" if self.state not in ("done",) else "none"
+            elif counts.get("failed"):
+                status = "failed"
+            elif counts.get("running"):
+                status = "running"
+            elif all(u.status == "ok" for u in us):
+                status = "done"
+            else:
+                status = "pending"
+            out[name] = {"status": status, "units": len(us), "done": counts.get("ok", 0)}
+        return out
+
+
+def _loads(s):
+    return json.loads(s) if isinstance(s, str) else (s or {})
+
+
+def load_view(cat: Catalogue, cfg: Config, session: dict) -> SessionView:
+    sid = session["id"]
+    return SessionView(session, cat.scans(sid), cat.files(sid), cat.fields(sid), cat.los(sid), cfg)
+
+
+def plan_session(view: SessionView, *, latest: dict, latest_done: dict, forces: list[dict], now: float | None = None,
+                 exists: Callable[[Path], bool] = os.path.exists) -> SessionPlan:
+    """Plan one session. ``latest``/``latest_done``: (step, unit) → newest run row / newest done run."""
+    cfg = view.cfg
+    now = time.time() if now is None else now
+    plan = SessionPlan(view)
+    s = view.session
+    if s["ingest_state"] == "failed":
+        plan.state, plan.error = "failed", s["error"]
+        return plan
+    if s["ingest_state"] != "ready":
+        plan.state = "incomplete"
+        return plan
+    force_at = {}  # step index → latest force time affecting it
+    for f in forces:
+        if f["from_step"] in STEP_NAMES:
+            i0 = STEP_NAMES.index(f["from_step"])
+            for i in range(i0, len(STEP_NAMES)):
+                force_at[i] = max(force_at.get(i, 0.0), f["created"])
+    up: dict[str, dict[str, PlannedUnit]] = {}
+    max_attempts = cfg.execution.max_attempts
+    for i, step in enumerate(STEPS):
+        specs = step.units(view, up)
+        versions = fp.software_versions(step.software)
+        planned: dict[str, PlannedUnit] = {}
+        for spec in specs:
+            f = fp.digest(step=step.name, version=step.version, params=spec.params, inputs=spec.inputs,
+                          versions=versions)
+            last = latest.get((step.name, spec.key))
+            done = latest_done.get((step.name, spec.key))
+            pu = PlannedUnit(step.name, spec, f, step.version, versions, "pending", "", last_run=last)
+            _decide(pu, last, done, force_at.get(i), max_attempts, cfg.execution.retry_backoff_s, now, exists)
+            planned[spec.key] = pu
+        up[step.name] = planned
+        plan.units[step.name] = planned
+    _rematerialise(plan)
+    _summarise(plan)
+    return plan
+
+
+def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now, exists) -> None:
+    spec = pu.spec
+    if last is not None and last["status"] == "running":
+        pu.status, pu.reason = "running", f"running since {time.strftime('%H:%M:%S', time.localtime(last['started']))}"
+        return
+    # failures of the current fingerprint
+    if last is not None and last["status"] in ("failed", "interrupted") and last["fingerprint"] == pu.fingerprint \
+            and (done is None or last["id"] > done["id"]):
+        attempt = last["attempt"] + 1
+        if last["status"] == "failed" and (not last["temporary"] or last["attempt"] >= max_attempts):
+            why = "" if not last["temporary"] else f" after {last['attempt']} attempts"
+            pu.status, pu.reason = "failed", f"failed{why}: {last['error']}"
+            pu.attempt = last["attempt"]
+            return
+        pu.attempt = attempt
+        if last["status"] == "interrupted":
+            pu.reason = "last run was interrupted; running again"
+        else:
+            pu.reason = f"retrying after temporary error (attempt {attempt}/{max_attempts}): {last['error']}"
+            pu.not_before = (last["finished"] or now) + backoff * 2 ** (last["attempt"] - 1)
+        pu.status = "pending"
+        return
+    if done is None:
+        pu.status, pu.reason = "pending", "never run"
+        return
+    if force_time is not None and done["started"] < force_time:
+        pu.status, pu.reason = "pending", "forced by `atarchive reprocess`"
+        return
+    if done["fingerprint"] != pu.fingerprint:
+        old = {k: _loads(done[k]) if k != "version" else done[k] for k in ("version", "params", "inputs", "versions")}
+        new = {"version": pu.version, "params": spec.params, "inputs": spec.inputs, "versions": pu.versions}
+        pu.status, pu.reason = "pending", fp.explain_difference(pu.step, old, new)
+        return
+    missing = [p for p in spec.outputs if not exists(p)]
+    if missing:
+        if spec.releasable:
+            pu.status, pu.reason = "ok", "up to date (product released after use)"
+            pu.spec.payload["released"] = True
+            return
+        pu.status, pu.reason = "pending", f"product missing: {missing[0]}"
+        return
+    pu.status = "ok"
+    pu.reason = f"up to date (fingerprint {pu.fingerprint[:12]}, run {time.strftime('%Y-%m-%d %H:%M', time.localtime(done['finished'] or done['started']))})"
+
+
+def _rematerialise(plan: SessionPlan) -> None:
+    """A released product needed by a downstream unit that must run is made again first."""
+    for name, units in plan.units.items():
+        for u in units.values():
+            if u.status not in ("pending",):
+                continue
+            for inp in u.spec.inputs:
+                step, _, key = inp.partition(":")
+                up = plan.units.get(step, {}).get(key)
+                if up is not None and up.status == "ok" and up.spec.payload.get("released"):
+                    up.status = "pending"
+                    up.reason = f"needed again by {name} (its product was removed after use)"
+
+
+def _summarise(plan: SessionPlan) -> None:
+    first_failed = None
+    for name in STEP_NAMES:
+        units = plan.units.get(name, {})
+        for u in units.values():
+            if u.status == "failed" and first_failed is None:
+                first_failed = u
+        if any(u.status != "ok" for u in units.values()):
+            plan.next_step = name
+            break
+    if first_failed is not None:
+        plan.state = "failed"
+        plan.error = f"{first_failed.step} {first_failed.key}: {first_failed.reason}".replace(" : ", ": ")
+        plan.next_step = None
+        return
+    if plan.next_step is None:
+        plan.state = "done"
+        return
+    units = plan.units[plan.next_step].values()
+    if any(u.status == "running" for u in units):
+        plan.state = "running"
+    else:
+        plan.state = "pending"
+
+
+def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *, now: float | None = None,
+             exists: Callable[[Path], bool] = os.path.exists) -> list[SessionPlan]:
+    """Plan every session (or the given ones), reading the catalogue in a handful of queries."""
+    sessions = cat.sessions() if sessions is None else sessions
+    if not sessions:
+        return []
+    ids = {s["id"] for s in sessions}
+    latest: dict[int, dict] = {}
+    for r in cat.latest_runs():
+        if r["session_id"] in ids:
+            latest.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
+    done: dict[int, dict] = {}
+    for r in cat.latest_done_runs():
+        if r["session_id"] in ids:
+            done.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
+    forces: dict[int, list] = {}
+    for f in cat.forces():
+        forces.setdefault(f["session_id"], []).append(f)
+    rows = _bulk_rows(cat, ids)
+    plans = []
+    for s in sessions:
+        sid = s["id"]
+        view = SessionView(s, rows["scans"].get(sid, []), rows["files"].get(sid, []), rows["fields"].get(sid, []),
+                           rows["los"].get(sid, []), cfg)
+        plans.append(plan_session(view, latest=latest.get(sid, {}), latest_done=done.get(sid, {}),
+                                  forces=forces.get(sid, []), now=now, exists=exists))
+    return plans
+
+
+def _bulk_rows(cat: Catalogue, ids: set[int]) -> dict[str, dict[int, list]]:
+    out: dict[str, dict[int, list]] = {}
+    order = {"scans": "start_mjd, stem", "files": "path", "fields": "name", "los": "name"}
+    for table, by in order.items():
+        d: dict[int, list] = {}
+        for r in cat.db.query(f"SELECT * FROM {table} ORDER BY session_id, {by}"):
+            if r["session_id"] in ids:
+                d.setdefault(r["session_id"], []).append(r)
+        out[table] = d
+    return out

@@ -1,0 +1,243 @@
+"""The reconciler: plan → run the first missing or out-of-date step of each ready session → record.
+
+Level-triggered: every pass re-plans from the catalogue, so a crash anywhere is recovered by the
+next pass. The catalogue has one writer (this loop); step units run concurrently in worker threads,
+each driving a CASA/pyuvdata child process. Products are written to temporary paths and renamed
+on success; leftovers of interrupted runs are removed before a unit runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from . import naming
+from .catalogue import Catalogue
+from .config import Config
+from .errors import PermanentStepError, StepError, TemporaryStepError
+from .plan import SessionPlan, plan_all
+from .steps import BY_NAME
+from .steps.base import PlannedUnit, RunContext, StepResult
+
+HOST = socket.gethostname()
+
+
+def owner_id() -> str:
+    return f"{HOST}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != HOST:
+        return True  # cannot tell for another host: assume alive
+    if int(pid) == os.getpid():
+        return True
+    return psutil.pid_exists(int(pid))
+
+
+@dataclass
+class RunSummary:
+    ran: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    interrupted_cleaned: int = 0
+
+    def as_dict(self) -> dict:
+        return {"ran": self.ran, "failed": self.failed, "interrupted_cleaned": self.interrupted_cleaned}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+class Reconciler:
+    def __init__(self, cfg: Config, cat: Catalogue, *, log: Callable[[str], None] | None = None,
+                 stop: threading.Event | None = None, executor=None):
+        self.cfg = cfg
+        self.cat = cat
+        self.log = log or (lambda msg: None)
+        self.stop = stop or threading.Event()
+        self.owner = owner_id()
+        self.executor = executor
+
+    # -- public -----------------------------------------------------------------------------
+    def plan(self, sessions: list[dict] | None = None) -> list[SessionPlan]:
+        return plan_all(self.cat, self.cfg, sessions)
+
+    def recover(self) -> int:
+        """Runs whose owner died are marked interrupted (their tmp products are cleaned when rerun)."""
+        return self.cat.mark_interrupted(alive=owner_alive)
+
+    def run(self, sessions: list[dict] | None = None, *, once: bool = False,
+            on_event: Callable[[str, dict], None] | None = None) -> RunSummary:
+        """Run until nothing is left to do (or ``stop`` is set). ``once``: a single pass."""
+        summary = RunSummary(interrupted_cleaned=self.recover())
+        ids = None if sessions is None else {s["id"] for s in sessions}
+        workers = self.cfg.execution.n_workers()
+        inflight: dict[Future, tuple[int, PlannedUnit, RunContext, int]] = {}
+        busy_sessions: set[int] = set()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
+        try:
+            while True:
+                if not self.stop.is_set():
+                    rows = [s for s in self.cat.sessions() if ids is None or s["id"] in ids]
+                    plans = plan_all(self.cat, self.cfg, rows)
+                    soonest = None
+                    for p in plans:
+                        sid = p.session["id"]
+                        if sid in busy_sessions:
+                            continue
+                        todo = p.pending()
+                        now = time.time()
+                        ready = [u for u in todo if u.not_before <= now]
+                        if todo and not ready:
+                            t = min(u.not_before for u in todo)
+                            soonest = t if soonest is None else min(soonest, t)
+                        if not ready:
+                            continue
+                        busy_sessions.add(sid)
+                        for u in ready:
+                            if len(inflight) >= workers * 4:
+                                break
+                            fut, ctx, run_id = self._submit(pool, p, u)
+                            inflight[fut] = (sid, u, ctx, run_id)
+                            if on_event:
+                                on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
+                                                   "reason": u.reason})
+                if not inflight:
+                    if self.stop.is_set() or once:
+                        break
+                    if soonest is None:
+                        break
+                    self.stop.wait(max(0.05, min(5.0, soonest - time.time())))
+                    continue
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    sid, u, ctx, run_id = inflight.pop(fut)
+                    rec = self._finish(fut, sid, u, ctx, run_id)
+                    (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+                    if on_event:
+                        on_event("finish", rec)
+                    if not any(v[0] == sid for v in inflight.values()):
+                        busy_sessions.discard(sid)
+                if once and not inflight:
+                    break
+        finally:
+            if self.stop.is_set():
+                for _, _, ctx, _ in inflight.values():
+                    ctx.cancel.set()
+            pool.shutdown(wait=True)
+            for fut, (sid, u, ctx, run_id) in list(inflight.items()):
+                rec = self._finish(fut, sid, u, ctx, run_id)
+                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+        return summary
+
+    # -- one unit ---------------------------------------------------------------------------
+    def _submit(self, pool: ThreadPoolExecutor, plan: SessionPlan, u: PlannedUnit):
+        view = plan.view
+        step = BY_NAME[u.step]
+        token = uuid.uuid4().hex[:8]
+        sdir = view.sdir
+        log_path = naming.log_path(sdir, u.step, u.key)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        run_id = self.cat.start_run(
+            session_id=view.session["id"], step=u.step, unit=u.key, fingerprint=u.fingerprint,
+            version=u.version, params=u.spec.params, inputs=u.spec.inputs, versions=u.versions,
+            reason=u.reason, attempt=u.attempt, log_path=str(log_path), owner=self.owner,
+        )
+        products: dict[str, list[dict]] = {}
+        for p in self.cat.products(view.session["id"]):
+            p = dict(p)
+            p["meta"] = json.loads(p["meta"] or "{}")
+            products.setdefault(p["step"], []).append(p)
+        ctx = RunContext(
+            view=view, unit=u, tmp={o: naming.tmp_path(o, token) for o in u.spec.outputs}, log_path=log_path,
+            workdir=naming.casa_workdir(sdir, u.step, u.key) / token, cancel=threading.Event(),
+            on_start=lambda pid, rid=run_id: self._pid_started(rid, pid), products=products,
+        )
+        self.log(f"{view.key}: {u.step} {u.key or ''} → {u.reason}".replace("  ", " "))
+        fut = pool.submit(self._execute, step, ctx)
+        return fut, ctx, run_id
+
+    def _pid_started(self, run_id: int, pid: int) -> None:
+        # Called from a worker thread: record it through a fresh short connection.
+        try:
+            with Catalogue(self.cat.path) as c:
+                c.conn.execute("UPDATE step_runs SET worker_pid = ? WHERE id = ?", [pid, run_id])
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            pass
+
+    @staticmethod
+    def _execute(step, ctx: RunContext) -> StepResult:
+        outputs = ctx.unit.spec.outputs
+        for final in outputs:
+            for left in naming.tmp_leftovers(final):
+                _remove(left)
+            final.parent.mkdir(parents=True, exist_ok=True)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = step.run(ctx)
+            for final in outputs:
+                tmp = ctx.tmp[final]
+                if not tmp.exists():
+                    raise PermanentStepError(f"{step.name} reported success but wrote no {final.name}")
+                if final.exists() or final.is_symlink():
+                    old = naming.tmp_path(final, "old")
+                    _remove(old)
+                    final.rename(old)
+                    tmp.rename(final)
+                    _remove(old)
+                else:
+                    tmp.rename(final)
+            step.after_success(ctx, result)
+            return result
+        except OSError as err:
+            raise TemporaryStepError(f"{type(err).__name__}: {err}") from err
+        finally:
+            for final in outputs:
+                _remove(ctx.tmp[final])
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+
+    def _finish(self, fut: Future, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
+        rec = {"session": ctx.view.key, "step": u.step, "unit": u.key, "run_id": run_id}
+        try:
+            result: StepResult = fut.result()
+        except BaseException as err:  # noqa: BLE001 - every failure is recorded
+            temporary = isinstance(err, TemporaryStepError) or not isinstance(err, StepError)
+            if ctx.cancel.is_set():
+                status, msg = "interrupted", "stopped by shutdown"
+            else:
+                status = "failed"
+                msg = str(err) or type(err).__name__
+                if not isinstance(err, StepError):
+                    msg = f"internal error {type(err).__name__}: {msg}"
+            self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg[-4000:])
+            rec.update(status=status, error=msg, temporary=temporary)
+            self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg.splitlines()[0] if msg else ''}")
+            if status == "failed" and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
+                self.cat.db["sessions"].update(sid, {"error": f"{u.step} {u.key}: {msg}".strip()[-2000:]})
+            return rec
+        fps = []
+        for p in result.products:
+            fps.append({"kind": p["kind"], "path": str(p["path"]), "fingerprint": u.fingerprint, "meta": p.get("meta")})
+        self.cat.replace_products(sid, u.step, u.key, run_id, fps)
+        BY_NAME[u.step].record(self.cat, sid, run_id, result)
+        self.cat.finish_run(run_id, status="done", result=result.result)
+        self.cat.db["sessions"].update(sid, {"error": None})
+        rec.update(status="done")
+        return rec

@@ -1,0 +1,322 @@
+"""Walk storage roots and bring the catalogue up to date (the indexer behind ``atarchive scan``).
+
+Header-only and idempotent: a file whose size and mtime are unchanged is not opened again. A file
+is *ready* once its size and mtime have been stable for ``scan.stable_seconds``; a scan is complete
+when every LO/subband the session has is present and ready in it; a session is ready when all its
+scans are complete, and failed (with a message) when any of its files or directories is broken.
+Source files are only ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+from ..catalogue import Catalogue
+from ..config import Config
+from ..errors import IngestError
+from .layout import LayoutError, parse_data_path, session_of
+from .uvh5 import read_header
+
+
+@dataclass
+class ScanReport:
+    files_seen: int = 0
+    headers_read: int = 0
+    new_files: int = 0
+    changed_files: int = 0
+    growing_files: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    sessions_touched: set[str] = field(default_factory=set)
+    sessions_new: set[str] = field(default_factory=set)
+    elapsed_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "files_seen": self.files_seen,
+            "headers_read": self.headers_read,
+            "new_files": self.new_files,
+            "changed_files": self.changed_files,
+            "growing_files": self.growing_files,
+            "errors": [{"path": p, "error": e} for p, e in self.errors],
+            "sessions_touched": sorted(self.sessions_touched),
+            "sessions_new": sorted(self.sessions_new),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class _Found:
+    path: Path
+    size: int | None = None
+    mtime: float | None = None
+    error: str | None = None
+    kind: str = "uvh5"
+
+
+def projects_dir(root: Path) -> Path:
+    return root if root.name == "projects" else root / "projects"
+
+
+def walk(root: Path, report: ScanReport) -> list[_Found]:
+    """Every ``*.uvh5`` under ``root/projects`` plus unreadable directories (as errors)."""
+    top = projects_dir(root)
+    out: list[_Found] = []
+    if not top.is_dir():
+        report.warnings.append(f"storage root has no projects/ directory: {root}")
+        return out
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = list(it)
+        except OSError as err:
+            out.append(_Found(d, error=f"unreadable directory: {err.strerror}", kind="dir"))
+            continue
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.name.endswith(".uvh5") and e.is_file():
+                    st = e.stat()
+                    out.append(_Found(Path(e.path), st.st_size, st.st_mtime))
+            except OSError as err:
+                out.append(_Found(Path(e.path), error=f"cannot stat: {err.strerror}"))
+    return out
+
+
+class Indexer:
+    def __init__(self, cat: Catalogue, cfg: Config, *, now: float | None = None):
+        self.cat = cat
+        self.cfg = cfg
+        self.now = now
+
+    def scan(self, roots: list[Path] | None = None) -> ScanReport:
+        t0 = time.perf_counter()
+        report = ScanReport()
+        now = self.now if self.now is not None else time.time()
+        roots = roots if roots is not None else self.cfg.storage_roots
+        known = {r["path"]: r for r in self.cat.q("SELECT * FROM files")}
+        by_session: dict[str, list[tuple[_Found, object]]] = defaultdict(list)
+        session_info: dict[str, tuple[str, str, str, str]] = {}
+        seen_paths: set[str] = set()
+        for root in roots:
+            root = Path(root)
+            top = projects_dir(root)
+            for found in walk(root, report):
+                report.files_seen += found.kind == "uvh5"
+                where = session_of(PurePath(top), PurePath(found.path))
+                if where is None:
+                    if found.error:
+                        report.errors.append((str(found.path), found.error))
+                    else:
+                        report.warnings.append(f"uvh5 file outside any session directory ignored: {found.path}")
+                    continue
+                project, sname, spath = where
+                key = f"{project}/{sname}" if sname else project
+                session_info[str(spath)] = (project, sname or project, key, str(root))
+                by_session[str(spath)].append((found, None))
+                seen_paths.add(str(found.path))
+        for spath, items in by_session.items():
+            self._index_session(spath, session_info[spath], items, known, now, report)
+        self._forget_vanished(roots, seen_paths, known, now, report)
+        report.elapsed_s = time.perf_counter() - t0
+        return report
+
+    # -- one session --------------------------------------------------------------------------
+    def _index_session(self, spath, info, items, known, now, report) -> None:
+        project, sname, key, root = info
+        stable_s = self.cfg.scan.stable_seconds
+        cat = self.cat
+        with cat.transaction():
+            srow = cat.one("SELECT * FROM sessions WHERE path = ?", [spath])
+            changed = False
+            if srow is None:
+                sid = cat.db["sessions"].insert(
+                    {"project": project, "name": sname, "key": key, "path": spath, "root": root,
+                     "first_seen": now, "last_change": now, "ingest_state": "incomplete"}
+                ).last_pk
+                report.sessions_new.add(key)
+                changed = True
+            else:
+                sid = srow["id"]
+            for found, _ in items:
+                path = str(found.path)
+                old = known.get(path)
+                if found.error:
+                    row = {"session_id": sid, "scan_id": None, "path": path, "kind": found.kind,
+                           "status": "error", "error": found.error, "size": found.size, "mtime": found.mtime}
+                    if old is None or old["status"] != "error" or old["error"] != found.error:
+                        cat.db["files"].upsert(row, pk="path")
+                        changed = True
+                    report.errors.append((path, found.error))
+                    continue
+                same = old is not None and old["size"] == found.size and old["mtime"] == found.mtime
+                if same and old["status"] in ("ready", "error"):
+                    if old["status"] == "error":
+                        report.errors.append((path, old["error"]))
+                    continue  # unchanged: no header read
+                if old is None:
+                    report.new_files += 1
+                elif not same:
+                    report.changed_files += 1
+                if same:
+                    stable_since = old["stable_since"]
+                elif now - found.mtime >= stable_s and old is None:
+                    stable_since = found.mtime  # an old file seen for the first time
+                else:
+                    stable_since = now
+                row = {"session_id": sid, "path": path, "kind": "uvh5", "size": found.size,
+                       "mtime": found.mtime, "stable_since": stable_since, "error": None}
+                changed = changed or not same
+                try:
+                    df = parse_data_path(PurePath(projects_dir(Path(root))), PurePath(path))
+                except LayoutError as err:
+                    row.update(status="error", error=str(err), kind="unknown", scan_id=None)
+                    cat.db["files"].upsert(row, pk="path")
+                    report.errors.append((path, str(err)))
+                    continue
+                scan_id = self._scan_row(sid, df)
+                row.update(scan_id=scan_id, lo=df.lo, subband=df.subband)
+                if now - stable_since < stable_s:
+                    row["status"] = "growing"
+                    report.growing_files += 1
+                    cat.db["files"].upsert(row, pk="path")
+                    continue
+                try:
+                    hdr = read_header(path)
+                    report.headers_read += 1
+                except IngestError as err:
+                    row.update(status="error", error=str(err))
+                    cat.db["files"].upsert(row, pk="path")
+                    report.errors.append((path, str(err)))
+                    continue
+                row.update(
+                    status="ready", nants_data=hdr.nants_data, nants_telescope=hdr.nants_telescope,
+                    ntimes=hdr.ntimes, nfreqs=hdr.nfreqs, npols=hdr.npols, freq_start_hz=hdr.freq_start_hz,
+                    freq_end_hz=hdr.freq_end_hz, channel_width_hz=hdr.channel_width_hz,
+                    integration_s=hdr.integration_s, start_mjd=hdr.start_mjd, end_mjd=hdr.end_mjd,
+                    field=hdr.field, ra_deg=hdr.ra_deg, dec_deg=hdr.dec_deg,
+                    header=json.dumps({"telescope": hdr.telescope, "polarizations": hdr.polarizations,
+                                       "antenna_names": hdr.antenna_names,
+                                       "antennas_with_data": hdr.antennas_with_data,
+                                       "phase_type": hdr.phase_type}),
+                )
+                cat.db["files"].upsert(row, pk="path")
+            if changed or srow is None or srow["ingest_state"] != "ready":
+                self._summarise(sid, now if changed else None)
+            cat.conn.execute("UPDATE sessions SET last_scanned = ? WHERE id = ?", [now, sid])
+        if changed:
+            report.sessions_touched.add(key)
+
+    def _scan_row(self, sid: int, df) -> int:
+        row = self.cat.one("SELECT id FROM scans WHERE session_id = ? AND stem = ?", [sid, df.stem.stem])
+        if row:
+            return row["id"]
+        s = df.stem
+        return self.cat.db["scans"].insert(
+            {"session_id": sid, "stem": s.stem, "mjd": s.mjd, "sec_of_day": s.sec_of_day, "block": s.block,
+             "source": s.source, "complete": 0}
+        ).last_pk
+
+    def _summarise(self, sid: int, changed_at: float | None) -> None:
+        """Recompute scans, fields, LOs and the session's ingest state from its file rows."""
+        cat = self.cat
+        files = cat.q("SELECT * FROM files WHERE session_id = ?", [sid])
+        layouts = set()
+        errors = [f for f in files if f["status"] == "error"]
+        data = [f for f in files if f["kind"] == "uvh5" and f["scan_id"] is not None]
+        expected = {(f["lo"], f["subband"]) for f in data}
+        per_scan: dict[int, list[dict]] = defaultdict(list)
+        for f in data:
+            per_scan[f["scan_id"]].append(f)
+            layouts.add("flat" if PurePath(f["path"]).name.startswith("ata.") else "nested")
+        for scan in cat.q("SELECT id, stem FROM scans WHERE session_id = ?", [sid]):
+            fs = per_scan.get(scan["id"], [])
+            if not fs:
+                cat.conn.execute("DELETE FROM scans WHERE id = ?", [scan["id"]])
+                continue
+            have = {(f["lo"], f["subband"]) for f in fs if f["status"] == "ready"}
+            missing = sorted(expected - {(f["lo"], f["subband"]) for f in fs})
+            notes = []
+            if missing:
+                notes.append("missing subbands: " + ", ".join(f"Lo{lo}.C{sb:04d}" for lo, sb in missing))
+            growing = [f for f in fs if f["status"] == "growing"]
+            if growing:
+                notes.append(f"{len(growing)} file(s) still growing")
+            bad = [f for f in fs if f["status"] == "error"]
+            if bad:
+                notes.append(f"{len(bad)} unreadable file(s)")
+            ready = [f for f in fs if f["status"] == "ready"]
+            complete = not missing and not growing and not bad and have == expected
+            first = min(ready, key=lambda f: f["start_mjd"]) if ready else None
+            cat.conn.execute(
+                "UPDATE scans SET complete = ?, status_note = ?, field = ?, start_mjd = ?, end_mjd = ?, ntimes = ? "
+                "WHERE id = ?",
+                [int(complete), "; ".join(notes) or None, first["field"] if first else None,
+                 min(f["start_mjd"] for f in ready) if ready else None,
+                 max(f["end_mjd"] for f in ready) if ready else None,
+                 first["ntimes"] if first else None, scan["id"]],
+            )
+        # fields
+        cat.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN "
+                         "(SELECT DISTINCT field FROM files WHERE session_id = ? AND field IS NOT NULL)", [sid, sid])
+        for f in cat.q("SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
+                       "AND status = 'ready' GROUP BY field", [sid]):
+            cat.conn.execute(
+                "INSERT INTO fields(session_id, name, ra_deg, dec_deg) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(session_id, name) DO UPDATE SET ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg",
+                [sid, f["field"], f["ra"], f["dec"]],
+            )
+        # LOs
+        cat.conn.execute("DELETE FROM los WHERE session_id = ?", [sid])
+        los: dict[str, dict[int, dict]] = defaultdict(dict)
+        for f in data:
+            if f["status"] == "ready":
+                los[f["lo"]].setdefault(f["subband"], f)
+        for lo, subs in los.items():
+            fs = list(subs.values())
+            cat.db["los"].insert({
+                "session_id": sid, "name": lo, "freq_start_hz": min(f["freq_start_hz"] for f in fs),
+                "freq_end_hz": max(f["freq_end_hz"] for f in fs), "nchan": sum(f["nfreqs"] for f in fs),
+                "nsubbands": len(fs), "channel_width_hz": fs[0]["channel_width_hz"],
+            })
+        scans = cat.q("SELECT complete, status_note, stem FROM scans WHERE session_id = ?", [sid])
+        if errors:
+            state = "failed"
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            err = f"{first['path']}: {first['error']}{more}"
+        elif not scans or not all(s["complete"] for s in scans):
+            state, err = "incomplete", None
+        else:
+            state, err = "ready", None
+        sets = {"ingest_state": state, "layout": "mixed" if len(layouts) > 1 else (layouts.pop() if layouts else None)}
+        if changed_at is not None:
+            sets["last_change"] = changed_at
+        cur = cat.one("SELECT error, ingest_state FROM sessions WHERE id = ?", [sid])
+        # An ingest error replaces any message; clearing it only clears ingest messages.
+        if err is not None or (cur and cur["ingest_state"] == "failed"):
+            sets["error"] = err
+        cat.db["sessions"].update(sid, sets)
+
+    def _forget_vanished(self, roots, seen_paths, known, now, report) -> None:
+        """Rows of files that disappeared from storage are removed; their sessions are re-summarised."""
+        root_strs = [str(Path(r)) for r in roots]
+        gone = [r for p, r in known.items()
+                if p not in seen_paths and any(p.startswith(rs + os.sep) for rs in root_strs)]
+        if not gone:
+            return
+        sids = {r["session_id"] for r in gone if r["session_id"] is not None}
+        with self.cat.transaction():
+            for r in gone:
+                self.cat.conn.execute("DELETE FROM files WHERE id = ?", [r["id"]])
+            for sid in sids:
+                self._summarise(sid, now)

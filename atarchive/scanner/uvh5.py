@@ -1,0 +1,163 @@
+"""Header-only reads of uvh5 files with h5py: never touches the visibility datasets.
+
+Opened read-only; any problem becomes an :class:`IngestError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import h5py
+import numpy as np
+
+from ..errors import IngestError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class Header:
+    nants_data: int
+    nants_telescope: int
+    ntimes: int
+    nfreqs: int
+    npols: int
+    freq_start_hz: float
+    freq_end_hz: float
+    channel_width_hz: float
+    integration_s: float
+    start_mjd: float
+    end_mjd: float
+    field: str
+    ra_deg: float | None
+    dec_deg: float | None
+    telescope: str
+    polarizations: list[int]
+    antenna_names: list[str] = field(default_factory=list)
+    antennas_with_data: list[int] = field(default_factory=list)
+    phase_type: str = "sidereal"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _str(v) -> str:
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.ndarray) and v.shape == ():
+        return _str(v[()])
+    return str(v)
+
+
+def _scalar(h: h5py.Group, name: str, default=None):
+    if name not in h:
+        if default is not None:
+            return default
+        raise IngestError(f"uvh5 header lacks {name!r}")
+    v = h[name][()]
+    return v.item() if isinstance(v, np.ndarray) and v.size == 1 else v
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Read what the catalogue needs from a uvh5 header."""
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        raise IngestError(f"cannot stat: {err.strerror}") from None
+    if size == 0:
+        raise IngestError("empty file (0 bytes)")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+    except OSError as err:
+        raise IngestError(f"cannot read: {err.strerror}") from None
+    if magic != HDF5_SIGNATURE:
+        raise IngestError("not an HDF5 file (bad signature)")
+    try:
+        with h5py.File(path, "r") as f:
+            if "Header" not in f:
+                raise IngestError("HDF5 file without a uvh5 'Header' group (not uvh5)")
+            h = f["Header"]
+            if "Data" not in f or "visdata" not in f["Data"]:
+                raise IngestError("uvh5 file without Data/visdata")
+            vis = f["Data"]["visdata"]
+            nblts = int(_scalar(h, "Nblts"))
+            nfreqs = int(_scalar(h, "Nfreqs"))
+            npols = int(_scalar(h, "Npols"))
+            if vis.shape[0] != nblts or vis.shape[-1] != npols:
+                raise IngestError(f"visdata shape {vis.shape} disagrees with header (Nblts={nblts}, Npols={npols})")
+            _check_not_truncated(f, vis, size)
+            freqs = np.asarray(h["freq_array"][()], dtype=float).ravel()
+            if freqs.size != nfreqs:
+                raise IngestError(f"freq_array has {freqs.size} channels, Nfreqs says {nfreqs}")
+            cw = np.asarray(_scalar(h, "channel_width"), dtype=float).ravel()
+            times = h["time_array"][()]
+            itime = np.asarray(h["integration_time"][()], dtype=float).ravel()
+            ant1 = h["ant_1_array"][()]
+            ant2 = h["ant_2_array"][()]
+            with_data = sorted({int(a) for a in np.concatenate([ant1, ant2])})
+            names = [_str(n) for n in h["antenna_names"][()]] if "antenna_names" in h else []
+            field_name, ra, dec, ptype = _phase_centre(h)
+            return Header(
+                nants_data=int(_scalar(h, "Nants_data", len(with_data))),
+                nants_telescope=int(_scalar(h, "Nants_telescope", len(names) or len(with_data))),
+                ntimes=int(_scalar(h, "Ntimes")),
+                nfreqs=nfreqs,
+                npols=npols,
+                freq_start_hz=float(freqs.min()),
+                freq_end_hz=float(freqs.max()),
+                channel_width_hz=float(abs(cw[0])),
+                integration_s=float(np.median(itime)) if itime.size else math.nan,
+                start_mjd=float(times.min()) - 2400000.5,
+                end_mjd=float(times.max()) - 2400000.5,
+                field=field_name,
+                ra_deg=ra,
+                dec_deg=dec,
+                telescope=_str(_scalar(h, "telescope_name", b"unknown")),
+                polarizations=[int(p) for p in np.asarray(h["polarization_array"][()]).ravel()],
+                antenna_names=names,
+                antennas_with_data=with_data,
+                phase_type=ptype,
+            )
+    except IngestError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "truncated" in msg or "eof" in msg.lower():
+            raise IngestError(f"truncated HDF5 file: {msg}") from None
+        raise IngestError(f"unreadable uvh5 header: {msg}") from None
+
+
+def _check_not_truncated(f: h5py.File, vis: h5py.Dataset, size: int) -> None:
+    """A file whose visdata would end past the end of the file is truncated (or still being written)."""
+    try:
+        offset = vis.id.get_offset()
+        nbytes = vis.id.get_storage_size()
+    except Exception:  # chunked/compressed: h5py checks EOF on open
+        return
+    if offset is not None and nbytes and offset + nbytes > size:
+        raise IngestError(f"truncated file: visibility data ends at byte {offset + nbytes}, file has {size}")
+
+
+def _phase_centre(h: h5py.Group) -> tuple[str, float | None, float | None, str]:
+    if "phase_center_catalog" in h:
+        cat = h["phase_center_catalog"]
+        ids = sorted(cat.keys(), key=lambda k: int(k) if k.isdigit() else 0)
+        if ids:
+            c = cat[ids[0]]
+            name = _str(c["cat_name"][()]) if "cat_name" in c else "unknown"
+            ctype = _str(c["cat_type"][()]) if "cat_type" in c else "sidereal"
+            if ctype == "unprojected":
+                return name, None, None, ctype
+            lon = float(c["cat_lon"][()]) if "cat_lon" in c else None
+            lat = float(c["cat_lat"][()]) if "cat_lat" in c else None
+            return name, (math.degrees(lon) % 360.0 if lon is not None else None), (
+                math.degrees(lat) if lat is not None else None
+            ), ctype
+    name = _str(h["object_name"][()]) if "object_name" in h else "unknown"
+    if "phase_center_ra" in h and "phase_center_dec" in h:
+        return name, math.degrees(float(h["phase_center_ra"][()])) % 360.0, math.degrees(float(h["phase_center_dec"][()])), "sidereal"
+    return name, None, None, "unprojected"

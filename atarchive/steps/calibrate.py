@@ -1,0 +1,80 @@
+"""calibrate: first-generation calibration of the fixed MS (seed recipe), one chain per LO group.
+
+Roles come from :mod:`atarchive.roles` (or the session override); the reference antenna is chosen
+from the data inside the CASA child (by numeric ID) unless the override names one. LOs whose
+centres are further apart than ``separate_lo_threshold_hz`` are calibrated separately.
+"""
+
+from __future__ import annotations
+
+from .. import naming
+from ..casa.runner import run_in_child
+from ..errors import PermanentStepError
+from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .copy import _timeout
+
+
+def lo_groups(los: list[dict], threshold_hz: float) -> list[list[str]]:
+    """LO names grouped for calibration: all together, or each alone when any two are far apart."""
+    if not los:
+        return []
+    centres = {lo["name"]: 0.5 * (lo["freq_start_hz"] + lo["freq_end_hz"]) for lo in los}
+    names = sorted(centres, key=centres.get)
+    spread = centres[names[-1]] - centres[names[0]]
+    if spread > threshold_hz:
+        return [[n] for n in names]
+    return [names]
+
+
+def role_params(view: SessionView) -> dict:
+    r = view.roles
+    return {
+        "flux_cals": [{"name": n, "standard": r.fields[n].standard} for n in r.names("flux_cal")],
+        "phase_cals": r.names("phase_cal"),
+        "targets": [{"name": n, "phase_cal": r.fields[n].phase_cal} for n in r.names("target")],
+    }
+
+
+class Calibrate(Step):
+    name = "calibrate"
+    version = 1
+
+    def units(self, view: SessionView, up) -> list[UnitSpec]:
+        ov = view.override
+        c = view.cfg.steps.calibrate
+        params = {
+            **self.params(view.cfg),
+            "roles": role_params(view),
+            "groups": lo_groups(view.los, c.separate_lo_threshold_hz),
+            "refant": ov.refant if ov else None,
+            "exclude_antennas": ov.exclude_antennas if ov else [],
+        }
+        return [UnitSpec(
+            key="",
+            params=params,
+            inputs={"fix": u.fingerprint},
+            outputs=[naming.cal_dir(view.sdir)],
+            payload={"vis": str(u.spec.outputs[0]),
+                     "lo_ranges": {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los}},
+        ) for u in up["fix"].values()]
+
+    def run(self, ctx: RunContext) -> StepResult:
+        spec = ctx.unit.spec
+        p = spec.params
+        if not p["roles"]["flux_cals"]:
+            raise PermanentStepError("no flux calibrator identified; name one in the config: "
+                                     f'[sessions."{ctx.view.key}"] flux_cals = ["..."]')
+        final = spec.outputs[0]
+        res = run_in_child(
+            "atarchive.casa.calstep:run",
+            {"vis": spec.payload["vis"], "outdir": str(ctx.out(final)), "final_dir": str(final),
+             "roles": p["roles"], "groups": p["groups"], "lo_ranges": spec.payload["lo_ranges"],
+             "refant": p["refant"], "exclude_antennas": p["exclude_antennas"],
+             "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")}},
+            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
+            cancel=ctx.cancel,
+        )
+        products = [{"kind": "caltables", "path": final, "meta": {"refant": res.get("refant")}}]
+        for sp in res.get("splits", []):
+            products.append({"kind": "ms_1gc", "path": sp["path"], "meta": sp})
+        return StepResult(products, res)

@@ -1,0 +1,51 @@
+"""compress: flag at full resolution (aoflagger, else CASA tfcrop — recorded), then average with
+mstransform. The full-resolution copy is removed afterwards unless ``keep_fullres``."""
+
+from __future__ import annotations
+
+import shutil
+
+from .. import naming
+from ..casa.runner import run_in_child
+from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .copy import _timeout
+
+
+class Compress(Step):
+    name = "compress"
+    version = 1
+
+    def params(self, cfg) -> dict:
+        p = cfg.steps.compress.model_dump()
+        p.pop("keep_fullres")  # retention, not a product property
+        return p
+
+    def units(self, view: SessionView, up) -> list[UnitSpec]:
+        out = []
+        for key, cu in up["copy"].items():
+            stem, lo = cu.spec.payload["stem"], cu.spec.payload["lo"]
+            out.append(UnitSpec(
+                key=key,
+                params=self.params(view.cfg),
+                inputs={f"copy:{key}": cu.fingerprint},
+                outputs=[naming.averaged_ms(view.sdir, stem, lo)],
+                payload={"in_ms": str(cu.spec.outputs[0]), **cu.spec.payload},
+            ))
+        return out
+
+    def run(self, ctx: RunContext) -> StepResult:
+        spec = ctx.unit.spec
+        final = spec.outputs[0]
+        p = spec.params
+        res = run_in_child(
+            "atarchive.casa.flagavg:compress",
+            {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final)), "timebin_s": p["timebin_s"],
+             "chanbin": p["chanbin"], "flagger": p["flagger"]},
+            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
+            cancel=ctx.cancel,
+        )
+        return StepResult([{"kind": "ms_averaged", "path": final, "meta": res}], res)
+
+    def after_success(self, ctx: RunContext, result: StepResult) -> None:
+        if not ctx.view.cfg.steps.compress.keep_fullres:
+            shutil.rmtree(ctx.unit.spec.payload["in_ms"], ignore_errors=True)

@@ -1,0 +1,69 @@
+"""concat: all scans and LOs into one MS, dropping every flux-calibrator scan but the last.
+
+The earlier flux-calibrator scans were taken on an old delay/phase model (they were used to update
+it). The rule is ``steps.concat.flux_cal_scans`` ("last" or "all"); what was dropped is in the
+step's params, so it shows in ``explain`` and in the log.
+"""
+
+from __future__ import annotations
+
+from .. import naming
+from ..casa.runner import run_in_child
+from ..errors import PermanentStepError
+from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .copy import _timeout
+
+
+def dropped_scans(view: SessionView) -> dict[str, str]:
+    """stem → why it is left out of the concatenation."""
+    if view.cfg.steps.concat.flux_cal_scans == "all":
+        return {}
+    fluxcals = set(view.roles.names("flux_cal"))
+    out = {}
+    for fc in fluxcals:
+        stems = [s["stem"] for s in view.used_scans if s["field"] == fc]
+        for stem in stems[:-1]:
+            out[stem] = f"earlier scan of flux calibrator {fc} (old delay/phase model); kept {stems[-1]}"
+    return out
+
+
+class Concat(Step):
+    name = "concat"
+    version = 1
+
+    def units(self, view: SessionView, up) -> list[UnitSpec]:
+        comp = up["compress"]
+        if not comp:
+            return []
+        drop = dropped_scans(view)
+        kept = {k: u for k, u in comp.items() if u.spec.payload["stem"] not in drop}
+        order = {s["stem"]: i for i, s in enumerate(view.used_scans)}
+        ordered = sorted(kept.values(), key=lambda u: (order[u.spec.payload["stem"]], u.spec.payload["lo"]))
+        params = {**self.params(view.cfg), "dropped": sorted(drop)}
+        return [UnitSpec(
+            key="",
+            params=params,
+            inputs={f"compress:{u.key}": u.fingerprint for u in ordered},
+            outputs=[naming.concat_ms(view.sdir)],
+            payload={"in_ms": [str(u.spec.outputs[0]) for u in ordered], "why_dropped": drop},
+        )]
+
+    def run(self, ctx: RunContext) -> StepResult:
+        spec = ctx.unit.spec
+        if not spec.payload["in_ms"]:
+            raise PermanentStepError("nothing to concatenate: every scan was dropped or excluded")
+        ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(ctx.log_path, "a") as log:
+            rule = ctx.view.cfg.steps.concat.flux_cal_scans
+            log.write(f"atarchive concat: rule flux_cal_scans={rule}; {len(spec.payload['in_ms'])} MSs in\n")
+            for stem, why in sorted(spec.payload["why_dropped"].items()):
+                log.write(f"atarchive concat: dropped {stem}: {why}\n")
+        final = spec.outputs[0]
+        res = run_in_child(
+            "atarchive.casa.combine:concat",
+            {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final))},
+            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
+            cancel=ctx.cancel,
+        )
+        res["dropped"] = spec.payload["why_dropped"]
+        return StepResult([{"kind": "ms_concat", "path": final, "meta": res}], res)

@@ -1,0 +1,74 @@
+"""image: per field and LO — calibrators dirty then cleaned in rounds to 5×rms and fitted (imfit
+flux ± error, image peak); targets cleaned with automatic masking. Fluxes go to the catalogue
+beside the Perley-Butler 2017 model flux for flux calibrators."""
+
+from __future__ import annotations
+
+import time
+
+from .. import calibrators, naming
+from ..casa.runner import run_in_child
+from ..errors import PermanentStepError
+from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .copy import _timeout
+
+
+class Image(Step):
+    name = "image"
+    version = 1
+
+    def units(self, view: SessionView, up) -> list[UnitSpec]:
+        out = []
+        r = view.roles
+        base = self.params(view.cfg)
+        for u in up["calibrate"].values():
+            for name in sorted(r.fields):
+                fr = r.fields[name]
+                kind = "target" if fr.role == "target" else "calibrator"
+                for lo in view.los:
+                    key = f"{name}/Lo{lo['name']}"
+                    out.append(UnitSpec(
+                        key=key,
+                        params={**base, "kind": kind},
+                        inputs={"calibrate": u.fingerprint},
+                        outputs=[naming.image_dir(view.sdir, name, lo["name"])],
+                        payload={"field": name, "role": fr.role, "standard": fr.standard, "lo": lo["name"],
+                                 "lo_range": [lo["freq_start_hz"], lo["freq_end_hz"]]},
+                    ))
+        return out
+
+    def run(self, ctx: RunContext) -> StepResult:
+        spec = ctx.unit.spec
+        pl = spec.payload
+        splits = [p for p in ctx.products.get("calibrate", []) if p["kind"] == "ms_1gc"
+                  and p["meta"].get("name") == pl["field"]]
+        if not splits:
+            raise PermanentStepError(f"calibrate produced no split MS for field {pl['field']!r}")
+        final = spec.outputs[0]
+        res = run_in_child(
+            "atarchive.casa.imgstep:run",
+            {"candidates": [p["path"] for p in splits], "lo_range": pl["lo_range"], "outdir": str(ctx.out(final)),
+             "final_dir": str(final), "name": naming.safe(pl["field"]), "kind": spec.params["kind"],
+             "params": spec.params},
+            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
+            cancel=ctx.cancel,
+        )
+        if pl["standard"] and res.get("freq_hz"):
+            res["model_flux_jy"] = float(calibrators.pb2017_flux(pl["standard"], res["freq_hz"]))
+        res.update(_field=pl["field"], _lo=pl["lo"], _role=pl["role"])
+        products = [{"kind": "image", "path": final, "meta": res}]
+        return StepResult(products, res)
+
+    def record(self, cat, session_id: int, run_id: int, result: StepResult) -> None:
+        res = result.result
+        spec_field, lo = res.get("_field"), res.get("_lo")
+        with cat.transaction():
+            cat.conn.execute("DELETE FROM flux_measurements WHERE session_id = ? AND field = ? AND lo = ?",
+                             [session_id, spec_field, lo])
+            cat.db["flux_measurements"].insert({
+                "session_id": session_id, "run_id": run_id, "field": spec_field, "role": res.get("_role"),
+                "lo": lo, "freq_hz": res.get("freq_hz"), "flux_jy": res.get("flux_jy"),
+                "flux_err_jy": res.get("flux_err_jy"), "peak_jy": res.get("peak_jy"), "rms_jy": res.get("rms_jy"),
+                "model_flux_jy": res.get("model_flux_jy"), "ra_deg": res.get("ra_deg"), "dec_deg": res.get("dec_deg"),
+                "method": res.get("method", "imfit"), "created": time.time(),
+            })

@@ -36,7 +36,6 @@ class Header:
     telescope: str
     polarizations: list[int]
     antenna_names: list[str] = field(default_factory=list)
-    antennas_with_data: list[int] = field(default_factory=list)
     phase_type: str = "sidereal"
 
     def as_dict(self) -> dict:
@@ -52,12 +51,20 @@ def _str(v) -> str:
 
 
 def _scalar(h: h5py.Group, name: str, default=None):
-    if name not in h:
+    try:
+        v = h[name][()]
+    except KeyError:
         if default is not None:
             return default
-        raise IngestError(f"uvh5 header lacks {name!r}")
-    v = h[name][()]
+        raise IngestError(f"uvh5 header lacks {name!r}") from None
     return v.item() if isinstance(v, np.ndarray) and v.size == 1 else v
+
+
+def _opt(h: h5py.Group, name: str, default):
+    try:
+        return h[name][()]
+    except KeyError:
+        return default
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -78,12 +85,14 @@ def read_header(path: str | os.PathLike) -> Header:
         raise IngestError("not an HDF5 file (bad signature)")
     try:
         with h5py.File(path, "r") as f:
-            if "Header" not in f:
-                raise IngestError("HDF5 file without a uvh5 'Header' group (not uvh5)")
-            h = f["Header"]
-            if "Data" not in f or "visdata" not in f["Data"]:
-                raise IngestError("uvh5 file without Data/visdata")
-            vis = f["Data"]["visdata"]
+            try:
+                h = f["Header"]
+            except KeyError:
+                raise IngestError("HDF5 file without a uvh5 'Header' group (not uvh5)") from None
+            try:
+                vis = f["Data/visdata"]
+            except KeyError:
+                raise IngestError("uvh5 file without Data/visdata") from None
             nblts = int(_scalar(h, "Nblts"))
             nfreqs = int(_scalar(h, "Nfreqs"))
             npols = int(_scalar(h, "Npols"))
@@ -93,24 +102,21 @@ def read_header(path: str | os.PathLike) -> Header:
             freqs = np.asarray(h["freq_array"][()], dtype=float).ravel()
             if freqs.size != nfreqs:
                 raise IngestError(f"freq_array has {freqs.size} channels, Nfreqs says {nfreqs}")
-            cw = np.asarray(_scalar(h, "channel_width"), dtype=float).ravel()
+            cw = np.asarray(h["channel_width"][()], dtype=float).ravel()
             times = h["time_array"][()]
-            itime = np.asarray(h["integration_time"][()], dtype=float).ravel()
-            ant1 = h["ant_1_array"][()]
-            ant2 = h["ant_2_array"][()]
-            with_data = sorted({int(a) for a in np.concatenate([ant1, ant2])})
-            names = [_str(n) for n in h["antenna_names"][()]] if "antenna_names" in h else []
+            itime = float(h["integration_time"][0])
+            names = [_str(n) for n in _opt(h, "antenna_names", [])]
             field_name, ra, dec, ptype = _phase_centre(h)
             return Header(
-                nants_data=int(_scalar(h, "Nants_data", len(with_data))),
-                nants_telescope=int(_scalar(h, "Nants_telescope", len(names) or len(with_data))),
+                nants_data=int(_scalar(h, "Nants_data")),
+                nants_telescope=int(_scalar(h, "Nants_telescope", len(names) or 0)),
                 ntimes=int(_scalar(h, "Ntimes")),
                 nfreqs=nfreqs,
                 npols=npols,
                 freq_start_hz=float(freqs.min()),
                 freq_end_hz=float(freqs.max()),
                 channel_width_hz=float(abs(cw[0])),
-                integration_s=float(np.median(itime)) if itime.size else math.nan,
+                integration_s=itime,
                 start_mjd=float(times.min()) - 2400000.5,
                 end_mjd=float(times.max()) - 2400000.5,
                 field=field_name,
@@ -119,7 +125,6 @@ def read_header(path: str | os.PathLike) -> Header:
                 telescope=_str(_scalar(h, "telescope_name", b"unknown")),
                 polarizations=[int(p) for p in np.asarray(h["polarization_array"][()]).ravel()],
                 antenna_names=names,
-                antennas_with_data=with_data,
                 phase_type=ptype,
             )
     except IngestError:
@@ -143,17 +148,19 @@ def _check_not_truncated(f: h5py.File, vis: h5py.Dataset, size: int) -> None:
 
 
 def _phase_centre(h: h5py.Group) -> tuple[str, float | None, float | None, str]:
-    if "phase_center_catalog" in h:
-        cat = h["phase_center_catalog"]
+    cat = h.get("phase_center_catalog")
+    if cat is not None:
         ids = sorted(cat.keys(), key=lambda k: int(k) if k.isdigit() else 0)
         if ids:
             c = cat[ids[0]]
-            name = _str(c["cat_name"][()]) if "cat_name" in c else "unknown"
-            ctype = _str(c["cat_type"][()]) if "cat_type" in c else "sidereal"
+            name = _str(_opt(c, "cat_name", b"unknown"))
+            ctype = _str(_opt(c, "cat_type", b"sidereal"))
             if ctype == "unprojected":
                 return name, None, None, ctype
-            lon = float(c["cat_lon"][()]) if "cat_lon" in c else None
-            lat = float(c["cat_lat"][()]) if "cat_lat" in c else None
+            lon = _opt(c, "cat_lon", None)
+            lat = _opt(c, "cat_lat", None)
+            lon = float(lon) if lon is not None else None
+            lat = float(lat) if lat is not None else None
             return name, (math.degrees(lon) % 360.0 if lon is not None else None), (
                 math.degrees(lat) if lat is not None else None
             ), ctype

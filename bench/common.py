@@ -1,0 +1,23 @@
+"""Helpers shared by the benchmarks: where results go and how they are printed."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    data = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.node(),
+            "cpus": __import__("os").cpu_count(), **data}
+    p = RESULTS / f"{name}.json"
+    p.write_text(json.dumps(data, indent=2))
+    return p
+
+
+def line(label: str, value, unit: str, goal: str, ok: bool) -> str:
+    return f"{label:<44} {value:>10} {unit:<8} goal {goal:<10} {'OK' if ok else 'MISSED'}"

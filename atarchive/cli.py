@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 operational failure (a step failed, a session not found), 2 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -452,6 +451,19 @@ def reprocess(obj: Ctx, session, from_step, now):
         out.print(f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed")
         if summary.failed:
             sys.exit(1)
+
+
+# -- daemon ------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--max-seconds", type=float, default=None, help="Stop after this long (tests, cron).")
+@click.pass_obj
+def daemon(obj: Ctx, max_seconds):
+    """Watch the storage roots, index new sessions, and reconcile ready ones. One per catalogue."""
+    from .daemon import Daemon
+
+    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds)
+    d.install_signals()
+    sys.exit(d.run())
 
 
 # -- fluxes -------------------------------------------------------------------------------------

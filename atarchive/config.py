@@ -28,6 +28,13 @@ class ScanConfig(_Strict):
     poll_seconds: float = Field(60.0, gt=0, description="daemon full rescan interval (NFS sends no events)")
 
 
+class DaemonConfig(_Strict):
+    heartbeat_seconds: float = Field(5.0, gt=0)
+    grace_seconds: float = Field(60.0, ge=0, description="on SIGTERM, running steps get this long before being killed")
+    min_free_gb: float = Field(5.0, ge=0, description="pause new work while the work root has less free space")
+    delete_intermediates: bool = Field(False, description="remove per-scan MSs once the fixed MS exists")
+
+
 class CopyConfig(_Strict):
     times_per_chunk: int = Field(0, ge=0, description="0 = read a whole scan-LO at once")
 
@@ -111,6 +118,7 @@ class Config(_Strict):
     scan: ScanConfig = Field(default_factory=ScanConfig)
     steps: StepsConfig = Field(default_factory=StepsConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     sessions: dict[str, SessionOverride] = Field(default_factory=dict)
     source: Path | None = Field(None, exclude=True, description="file this config was read from")
 

@@ -84,20 +84,33 @@ class Reconciler:
         return self.cat.mark_interrupted(alive=owner_alive)
 
     def run(self, sessions: list[dict] | None = None, *, once: bool = False,
-            on_event: Callable[[str, dict], None] | None = None) -> RunSummary:
-        """Run until nothing is left to do (or ``stop`` is set). ``once``: a single pass."""
+            on_event: Callable[[str, dict], None] | None = None,
+            session_filter: Callable[[dict], bool] | None = None, keep_running: bool = False,
+            wake: threading.Event | None = None, pause: Callable[[], str | None] | None = None,
+            grace_seconds: float = 0.0) -> RunSummary:
+        """Run until nothing is left to do (or ``stop`` is set).
+
+        ``once``: a single wave. ``keep_running`` (daemon): wait on ``wake`` for new work instead of
+        returning. ``session_filter``: which sessions may start work now (re-evaluated every pass).
+        ``pause``: returns a reason to start no new work (e.g. low disk). On stop, running units get
+        ``grace_seconds`` to finish before their children are killed and recorded as interrupted.
+        """
         summary = RunSummary(interrupted_cleaned=self.recover())
         ids = None if sessions is None else {s["id"] for s in sessions}
         workers = self.cfg.execution.n_workers()
         inflight: dict[Future, tuple[int, PlannedUnit, RunContext, int]] = {}
         busy_sessions: set[int] = set()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
+        wake = wake or threading.Event()
         try:
             while True:
-                if not self.stop.is_set():
-                    rows = [s for s in self.cat.sessions() if ids is None or s["id"] in ids]
+                soonest = None
+                paused = pause() if pause else None
+                if not self.stop.is_set() and not paused:
+                    wake.clear()
+                    rows = [s for s in self.cat.sessions() if (ids is None or s["id"] in ids)
+                            and (session_filter is None or session_filter(s))]
                     plans = plan_all(self.cat, self.cfg, rows)
-                    soonest = None
                     for p in plans:
                         sid = p.session["id"]
                         if sid in busy_sessions:
@@ -112,8 +125,6 @@ class Reconciler:
                             continue
                         busy_sessions.add(sid)
                         for u in ready:
-                            if len(inflight) >= workers * 4:
-                                break
                             fut, ctx, run_id = self._submit(pool, p, u)
                             inflight[fut] = (sid, u, ctx, run_id)
                             if on_event:
@@ -122,11 +133,14 @@ class Reconciler:
                 if not inflight:
                     if self.stop.is_set() or once:
                         break
-                    if soonest is None:
+                    if soonest is None and not keep_running:
                         break
-                    self.stop.wait(max(0.05, min(5.0, soonest - time.time())))
+                    timeout = 5.0 if soonest is None else max(0.05, min(5.0, soonest - time.time()))
+                    wake.wait(timeout)
+                    if self.stop.is_set():
+                        break
                     continue
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
                 for fut in done:
                     sid, u, ctx, run_id = inflight.pop(fut)
                     rec = self._finish(fut, sid, u, ctx, run_id)
@@ -135,17 +149,35 @@ class Reconciler:
                         on_event("finish", rec)
                     if not any(v[0] == sid for v in inflight.values()):
                         busy_sessions.discard(sid)
+                if self.stop.is_set() and inflight:
+                    self._drain(inflight, summary, grace_seconds, on_event)
+                    break
                 if once and not inflight:
                     break
         finally:
-            if self.stop.is_set():
-                for _, _, ctx, _ in inflight.values():
-                    ctx.cancel.set()
+            for _, _, ctx, _ in inflight.values():
+                ctx.cancel.set()
             pool.shutdown(wait=True)
             for fut, (sid, u, ctx, run_id) in list(inflight.items()):
                 rec = self._finish(fut, sid, u, ctx, run_id)
                 (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+            inflight.clear()
         return summary
+
+    def _drain(self, inflight, summary: RunSummary, grace_seconds: float, on_event) -> None:
+        """Stop requested: let running units finish within the grace period, then cancel the rest."""
+        deadline = time.time() + grace_seconds
+        while inflight and time.time() < deadline:
+            done, _ = wait(list(inflight), timeout=min(1.0, max(0.01, deadline - time.time())),
+                           return_when=FIRST_COMPLETED)
+            for fut in done:
+                sid, u, ctx, run_id = inflight.pop(fut)
+                rec = self._finish(fut, sid, u, ctx, run_id)
+                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+                if on_event:
+                    on_event("finish", rec)
+        for _, _, ctx, _ in inflight.values():
+            ctx.cancel.set()
 
     # -- one unit ---------------------------------------------------------------------------
     def _submit(self, pool: ThreadPoolExecutor, plan: SessionPlan, u: PlannedUnit):

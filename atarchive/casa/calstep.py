@@ -7,7 +7,6 @@ Runs inside a CASA child process (see :mod:`atarchive.casa.runner`).
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 

@@ -39,8 +39,11 @@ class SessionView:
     def used_scans(self) -> list[dict]:
         """Complete scans, minus those excluded in the config, in time order."""
         excl = set(self.override.exclude_scans) if self.override else set()
-        return [s for s in sorted(self.scans, key=lambda s: (s["start_mjd"] or 0, s["stem"]))
-                if s["complete"] and s["stem"] not in excl]
+        return [
+            s
+            for s in sorted(self.scans, key=lambda s: (s["start_mjd"] or 0, s["stem"]))
+            if s["complete"] and s["stem"] not in excl
+        ]
 
     @cached_property
     def files_by_scan_lo(self) -> dict[tuple[int, str], list[dict]]:
@@ -55,8 +58,9 @@ class SessionView:
     @cached_property
     def roles(self) -> roles.Roles:
         c = self.cfg.steps.calibrate
-        return roles.identify(self.fields, self.used_scans, override=self.override,
-                              flux_tol_arcsec=c.flux_cal_tolerance_arcsec)
+        return roles.identify(
+            self.fields, self.used_scans, override=self.override, flux_tol_arcsec=c.flux_cal_tolerance_arcsec
+        )
 
     @cached_property
     def lo_names(self) -> list[str]:

@@ -8,10 +8,9 @@ centres are further apart than ``separate_lo_threshold_hz`` are calibrated separ
 from __future__ import annotations
 
 from .. import naming
-from ..casa.runner import run_in_child
 from ..errors import PermanentStepError
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
-from .copy import _timeout
 
 
 def lo_groups(los: list[dict], threshold_hz: float) -> list[list[str]]:
@@ -49,30 +48,43 @@ class Calibrate(Step):
             "refant": ov.refant if ov else None,
             "exclude_antennas": ov.exclude_antennas if ov else [],
         }
-        return [UnitSpec(
-            key="",
-            params=params,
-            inputs={"fix": u.fingerprint},
-            outputs=[naming.cal_dir(view.sdir)],
-            payload={"vis": str(u.spec.outputs[0]),
-                     "lo_ranges": {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los}},
-        ) for u in up["fix"].values()]
+        return [
+            UnitSpec(
+                key="",
+                params=params,
+                inputs={"fix": u.fingerprint},
+                outputs=[naming.cal_dir(view.sdir)],
+                payload={
+                    "vis": str(u.spec.outputs[0]),
+                    "lo_ranges": {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los},
+                },
+            )
+            for u in up["fix"].values()
+        ]
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
         p = spec.params
         if not p["roles"]["flux_cals"]:
-            raise PermanentStepError("no flux calibrator identified; name one in the config: "
-                                     f'[sessions."{ctx.view.key}"] flux_cals = ["..."]')
+            raise PermanentStepError(
+                "no flux calibrator identified; name one in the config: "
+                f'[sessions."{ctx.view.key}"] flux_cals = ["..."]'
+            )
         final = spec.outputs[0]
-        res = run_in_child(
+        res = call(
             "atarchive.casa.calstep:run",
-            {"vis": spec.payload["vis"], "outdir": str(ctx.out(final)), "final_dir": str(final),
-             "roles": p["roles"], "groups": p["groups"], "lo_ranges": spec.payload["lo_ranges"],
-             "refant": p["refant"], "exclude_antennas": p["exclude_antennas"],
-             "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")}},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+            {
+                "vis": spec.payload["vis"],
+                "outdir": str(ctx.out(final)),
+                "final_dir": str(final),
+                "roles": p["roles"],
+                "groups": p["groups"],
+                "lo_ranges": spec.payload["lo_ranges"],
+                "refant": p["refant"],
+                "exclude_antennas": p["exclude_antennas"],
+                "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
+            },
+            ctx,
         )
         products = [{"kind": "caltables", "path": final, "meta": {"refant": res.get("refant")}}]
         for sp in res.get("splits", []):

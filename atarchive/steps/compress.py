@@ -6,9 +6,8 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from ..casa.runner import run_in_child
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
-from .copy import _timeout
 
 
 class Compress(Step):
@@ -24,25 +23,31 @@ class Compress(Step):
         out = []
         for key, cu in up["copy"].items():
             stem, lo = cu.spec.payload["stem"], cu.spec.payload["lo"]
-            out.append(UnitSpec(
-                key=key,
-                params=self.params(view.cfg),
-                inputs={f"copy:{key}": cu.fingerprint},
-                outputs=[naming.averaged_ms(view.sdir, stem, lo)],
-                payload={"in_ms": str(cu.spec.outputs[0]), **cu.spec.payload},
-            ))
+            out.append(
+                UnitSpec(
+                    key=key,
+                    params=self.params(view.cfg),
+                    inputs={f"copy:{key}": cu.fingerprint},
+                    outputs=[naming.averaged_ms(view.sdir, stem, lo)],
+                    payload={"in_ms": str(cu.spec.outputs[0]), **cu.spec.payload},
+                )
+            )
         return out
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
         final = spec.outputs[0]
         p = spec.params
-        res = run_in_child(
+        res = call(
             "atarchive.casa.flagavg:compress",
-            {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final)), "timebin_s": p["timebin_s"],
-             "chanbin": p["chanbin"], "flagger": p["flagger"]},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+            {
+                "in_ms": spec.payload["in_ms"],
+                "out_ms": str(ctx.out(final)),
+                "timebin_s": p["timebin_s"],
+                "chanbin": p["chanbin"],
+                "flagger": p["flagger"],
+            },
+            ctx,
         )
         return StepResult([{"kind": "ms_averaged", "path": final, "meta": res}], res)
 

@@ -8,10 +8,9 @@ step's params, so it shows in ``explain`` and in the log.
 from __future__ import annotations
 
 from .. import naming
-from ..casa.runner import run_in_child
 from ..errors import PermanentStepError
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
-from .copy import _timeout
 
 
 def dropped_scans(view: SessionView) -> dict[str, str]:
@@ -40,13 +39,15 @@ class Concat(Step):
         order = {s["stem"]: i for i, s in enumerate(view.used_scans)}
         ordered = sorted(kept.values(), key=lambda u: (order[u.spec.payload["stem"]], u.spec.payload["lo"]))
         params = {**self.params(view.cfg), "dropped": sorted(drop)}
-        return [UnitSpec(
-            key="",
-            params=params,
-            inputs={f"compress:{u.key}": u.fingerprint for u in ordered},
-            outputs=[naming.concat_ms(view.sdir)],
-            payload={"in_ms": [str(u.spec.outputs[0]) for u in ordered], "why_dropped": drop},
-        )]
+        return [
+            UnitSpec(
+                key="",
+                params=params,
+                inputs={f"compress:{u.key}": u.fingerprint for u in ordered},
+                outputs=[naming.concat_ms(view.sdir)],
+                payload={"in_ms": [str(u.spec.outputs[0]) for u in ordered], "why_dropped": drop},
+            )
+        ]
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
@@ -59,11 +60,8 @@ class Concat(Step):
             for stem, why in sorted(spec.payload["why_dropped"].items()):
                 log.write(f"atarchive concat: dropped {stem}: {why}\n")
         final = spec.outputs[0]
-        res = run_in_child(
-            "atarchive.casa.combine:concat",
-            {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final))},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+        res = call(
+            "atarchive.casa.combine:concat", {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final))}, ctx
         )
         res["dropped"] = spec.payload["why_dropped"]
         return StepResult([{"kind": "ms_concat", "path": final, "meta": res}], res)

@@ -7,8 +7,8 @@ Source files are only read. Antennas with data are renumbered 0..N-1 and the dat
 from __future__ import annotations
 
 from .. import naming
-from ..casa.runner import run_in_child
 from ..fingerprint import files_digest
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -26,29 +26,31 @@ class Copy(Step):
                 if not files:
                     continue
                 key = f"{scan['stem']}/Lo{lo}"
-                out.append(UnitSpec(
-                    key=key,
-                    params=self.params(view.cfg),
-                    inputs={f"files:{key}": files_digest(files)},
-                    outputs=[naming.fullres_ms(view.sdir, scan["stem"], lo)],
-                    payload={"files": [f["path"] for f in files], "stem": scan["stem"], "lo": lo,
-                             "field": scan["field"], "scan_id": scan["id"]},
-                    releasable=not keep,
-                ))
+                out.append(
+                    UnitSpec(
+                        key=key,
+                        params=self.params(view.cfg),
+                        inputs={f"files:{key}": files_digest(files)},
+                        outputs=[naming.fullres_ms(view.sdir, scan["stem"], lo)],
+                        payload={
+                            "files": [f["path"] for f in files],
+                            "stem": scan["stem"],
+                            "lo": lo,
+                            "field": scan["field"],
+                            "scan_id": scan["id"],
+                        },
+                        releasable=not keep,
+                    )
+                )
         return out
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
         final = spec.outputs[0]
         chunk = ctx.view.cfg.steps.copy_.times_per_chunk or None
-        res = run_in_child(
+        res = call(
             "atarchive.casa.convert:uvh5_to_ms",
             {"files": spec.payload["files"], "out_ms": str(ctx.out(final)), "times_per_chunk": chunk},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+            ctx,
         )
         return StepResult([{"kind": "ms_fullres", "path": final, "meta": res}], res)
-
-
-def _timeout(ctx: RunContext):
-    return ctx.view.cfg.execution.step_timeout_s or None

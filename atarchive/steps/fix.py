@@ -8,9 +8,8 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from ..casa.runner import run_in_child
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
-from .copy import _timeout
 
 
 class Fix(Step):
@@ -18,23 +17,23 @@ class Fix(Step):
     version = 1
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
-        return [UnitSpec(
-            key="",
-            params=self.params(view.cfg),
-            inputs={"concat": u.fingerprint},
-            outputs=[naming.fixed_ms(view.sdir)],
-            payload={"in_ms": str(u.spec.outputs[0])},
-        ) for u in up["concat"].values()]
+        return [
+            UnitSpec(
+                key="",
+                params=self.params(view.cfg),
+                inputs={"concat": u.fingerprint},
+                outputs=[naming.fixed_ms(view.sdir)],
+                payload={"in_ms": str(u.spec.outputs[0])},
+            )
+            for u in up["concat"].values()
+        ]
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
         final = spec.outputs[0]
         tmp = ctx.out(final)
         shutil.copytree(spec.payload["in_ms"], tmp, symlinks=True)
-        res = run_in_child(
-            "atarchive.casa.scans:fix_scan_numbers",
-            {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+        res = call(
+            "atarchive.casa.scans:fix_scan_numbers", {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]}, ctx
         )
         return StepResult([{"kind": "ms_fixed", "path": final, "meta": res}], res)

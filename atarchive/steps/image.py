@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 
 from .. import calibrators, naming
-from ..casa.runner import run_in_child
 from ..errors import PermanentStepError
+from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
-from .copy import _timeout
 
 
 class Image(Step):
@@ -27,31 +26,46 @@ class Image(Step):
                 kind = "target" if fr.role == "target" else "calibrator"
                 for lo in view.los:
                     key = f"{name}/Lo{lo['name']}"
-                    out.append(UnitSpec(
-                        key=key,
-                        params={**base, "kind": kind},
-                        inputs={"calibrate": u.fingerprint},
-                        outputs=[naming.image_dir(view.sdir, name, lo["name"])],
-                        payload={"field": name, "role": fr.role, "standard": fr.standard, "lo": lo["name"],
-                                 "lo_range": [lo["freq_start_hz"], lo["freq_end_hz"]]},
-                    ))
+                    out.append(
+                        UnitSpec(
+                            key=key,
+                            params={**base, "kind": kind},
+                            inputs={"calibrate": u.fingerprint},
+                            outputs=[naming.image_dir(view.sdir, name, lo["name"])],
+                            payload={
+                                "field": name,
+                                "role": fr.role,
+                                "standard": fr.standard,
+                                "lo": lo["name"],
+                                "lo_range": [lo["freq_start_hz"], lo["freq_end_hz"]],
+                            },
+                        )
+                    )
         return out
 
     def run(self, ctx: RunContext) -> StepResult:
         spec = ctx.unit.spec
         pl = spec.payload
-        splits = [p for p in ctx.products.get("calibrate", []) if p["kind"] == "ms_1gc"
-                  and p["meta"].get("name") == pl["field"]]
+        splits = [
+            p
+            for p in ctx.products.get("calibrate", [])
+            if p["kind"] == "ms_1gc" and p["meta"].get("name") == pl["field"]
+        ]
         if not splits:
             raise PermanentStepError(f"calibrate produced no split MS for field {pl['field']!r}")
         final = spec.outputs[0]
-        res = run_in_child(
+        res = call(
             "atarchive.casa.imgstep:run",
-            {"candidates": [p["path"] for p in splits], "lo_range": pl["lo_range"], "outdir": str(ctx.out(final)),
-             "final_dir": str(final), "name": naming.safe(pl["field"]), "kind": spec.params["kind"],
-             "params": spec.params},
-            workdir=ctx.workdir, log_path=ctx.log_path, timeout=_timeout(ctx), on_start=ctx.on_start,
-            cancel=ctx.cancel,
+            {
+                "candidates": [p["path"] for p in splits],
+                "lo_range": pl["lo_range"],
+                "outdir": str(ctx.out(final)),
+                "final_dir": str(final),
+                "name": naming.safe(pl["field"]),
+                "kind": spec.params["kind"],
+                "params": spec.params,
+            },
+            ctx,
         )
         if pl["standard"] and res.get("freq_hz"):
             res["model_flux_jy"] = float(calibrators.pb2017_flux(pl["standard"], res["freq_hz"]))
@@ -63,12 +77,26 @@ class Image(Step):
         res = result.result
         spec_field, lo = res.get("_field"), res.get("_lo")
         with cat.transaction():
-            cat.conn.execute("DELETE FROM flux_measurements WHERE session_id = ? AND field = ? AND lo = ?",
-                             [session_id, spec_field, lo])
-            cat.db["flux_measurements"].insert({
-                "session_id": session_id, "run_id": run_id, "field": spec_field, "role": res.get("_role"),
-                "lo": lo, "freq_hz": res.get("freq_hz"), "flux_jy": res.get("flux_jy"),
-                "flux_err_jy": res.get("flux_err_jy"), "peak_jy": res.get("peak_jy"), "rms_jy": res.get("rms_jy"),
-                "model_flux_jy": res.get("model_flux_jy"), "ra_deg": res.get("ra_deg"), "dec_deg": res.get("dec_deg"),
-                "method": res.get("method", "imfit"), "created": time.time(),
-            })
+            cat.conn.execute(
+                "DELETE FROM flux_measurements WHERE session_id = ? AND field = ? AND lo = ?",
+                [session_id, spec_field, lo],
+            )
+            cat.db["flux_measurements"].insert(
+                {
+                    "session_id": session_id,
+                    "run_id": run_id,
+                    "field": spec_field,
+                    "role": res.get("_role"),
+                    "lo": lo,
+                    "freq_hz": res.get("freq_hz"),
+                    "flux_jy": res.get("flux_jy"),
+                    "flux_err_jy": res.get("flux_err_jy"),
+                    "peak_jy": res.get("peak_jy"),
+                    "rms_jy": res.get("rms_jy"),
+                    "model_flux_jy": res.get("model_flux_jy"),
+                    "ra_deg": res.get("ra_deg"),
+                    "dec_deg": res.get("dec_deg"),
+                    "method": res.get("method", "imfit"),
+                    "created": time.time(),
+                }
+            )

@@ -1,0 +1,230 @@
+"""The daemon: watch storage (watchdog events where they arrive, plus a periodic full rescan because
+network storage sends none), index, and reconcile sessions that are ready and idle.
+
+One daemon per catalogue (a file lock beside it); a second one exits at once naming the holder.
+SIGTERM/SIGINT: no new work, running steps get ``daemon.grace_seconds`` to finish, then their
+children are killed and recorded as interrupted; exit 0. After ``kill -9`` the next start marks
+the dead runs interrupted and cleans their temporary products before running them again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock, Timeout
+
+from . import naming
+from .catalogue import Catalogue
+from .config import Config
+from .errors import AtarchiveError
+from .reconciler import Reconciler
+from .scanner.discover import Indexer, projects_dir
+
+
+class DaemonRunning(AtarchiveError):
+    pass
+
+
+def lock_info_path(cfg: Config) -> Path:
+    return naming.daemon_lock(cfg.catalogue).with_suffix(".json")
+
+
+def acquire_lock(cfg: Config) -> FileLock:
+    lock = FileLock(str(naming.daemon_lock(cfg.catalogue)), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = "unknown"
+        try:
+            info = json.loads(lock_info_path(cfg).read_text())
+            holder = f"PID {info['pid']} on host {info['host']} (since {time.ctime(info['started'])})"
+        except (OSError, ValueError, KeyError):
+            pass
+        raise DaemonRunning(f"another atarchive daemon already runs on catalogue {cfg.catalogue}: {holder}") from None
+    lock_info_path(cfg).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                               "started": time.time()}))
+    return lock
+
+
+def daemon_status(cat: Catalogue) -> dict | None:
+    row = cat.one("SELECT * FROM daemon WHERE id = 1")
+    if row is None:
+        return None
+    from .reconciler import owner_alive
+
+    fresh = row["stopped"] is None and time.time() - row["heartbeat"] < 60
+    alive = fresh and owner_alive(f"{row['host']}:{row['pid']}")
+    return {"alive": bool(alive), "pid": row["pid"], "host": row["host"], "started": row["started"],
+            "heartbeat": row["heartbeat"], "activity": row["activity"], "stopped": row["stopped"]}
+
+
+class _Events:
+    """watchdog observer that only sets an event (storage on NFS may never deliver any)."""
+
+    def __init__(self, roots: list[Path], wake: threading.Event):
+        self.observer = None
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover
+            return
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                if not event.is_directory or event.event_type in ("created", "moved"):
+                    wake.set()
+
+        self.observer = Observer()
+        for r in roots:
+            d = projects_dir(Path(r))
+            if d.is_dir():
+                self.observer.schedule(Handler(), str(d), recursive=True)
+        self.observer.daemon = True
+        self.observer.start()
+
+    def stop(self):
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, log: Callable[[str], None] = print, max_seconds: float | None = None):
+        self.cfg = cfg
+        self.log = log
+        self.stop = threading.Event()
+        self.scan_now = threading.Event()
+        self.work_now = threading.Event()
+        self.max_seconds = max_seconds
+        self.activity = "starting"
+
+    # -- health ------------------------------------------------------------------------------
+    def _beat(self, cat: Catalogue, *, stopped: bool = False) -> None:
+        now = time.time()
+        cat.conn.execute(
+            "INSERT INTO daemon(id, pid, host, started, heartbeat, activity, stopped) VALUES (1, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, host = excluded.host, heartbeat = excluded.heartbeat, "
+            "activity = excluded.activity, stopped = excluded.stopped, "
+            "started = CASE WHEN daemon.pid = excluded.pid THEN daemon.started ELSE excluded.started END",
+            [os.getpid(), socket.gethostname(), now, now, self.activity, now if stopped else None],
+        )
+
+    def _eligible(self, cat_forces: Callable[[], set[int]]) -> Callable[[dict], bool]:
+        idle = self.cfg.scan.session_idle_seconds
+
+        def ok(s: dict) -> bool:
+            if s["ingest_state"] != "ready":
+                return False
+            return time.time() - s["last_change"] >= idle or s["id"] in cat_forces()
+
+        return ok
+
+    def _low_disk(self) -> str | None:
+        root = self.cfg.work_root
+        root.mkdir(parents=True, exist_ok=True)
+        free_gb = shutil.disk_usage(root).free / 1e9
+        if free_gb < self.cfg.daemon.min_free_gb:
+            self.activity = f"paused: {free_gb:.1f} GB free < {self.cfg.daemon.min_free_gb} GB"
+            return self.activity
+        return None
+
+    # -- main --------------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def handler(signum, _frame):
+            self.log(f"received {signal.Signals(signum).name}: finishing running steps, starting no new ones")
+            self.activity = "stopping"
+            self.stop.set()
+            self.work_now.set()
+            self.scan_now.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        lock = acquire_lock(self.cfg)
+        try:
+            return self._run()
+        finally:
+            try:
+                lock_info_path(self.cfg).unlink(missing_ok=True)
+            finally:
+                lock.release()
+
+    def _run(self) -> int:
+        cfg = self.cfg
+        cat = Catalogue(cfg.catalogue)
+        self._beat(cat)
+        events = _Events(cfg.storage_roots, self.scan_now)
+        t_start = time.time()
+        forced: set[int] = set()
+
+        def forces() -> set[int]:
+            return forced
+
+        rec_cat = Catalogue(cfg.catalogue)
+        rec = Reconciler(cfg, rec_cat, log=self.log, stop=self.stop)
+
+        def on_event(kind, info):
+            if kind == "start":
+                self.activity = f"running {info['step']} {info['unit']} of {info['session']}".strip()
+            else:
+                self.activity = "idle"
+                self.log(f"{info['status']}: {info['session']} {info['step']} {info['unit']}".strip()
+                         + (f": {info.get('error')}" if info.get("error") else ""))
+
+        worker = threading.Thread(
+            target=rec.run, name="reconciler",
+            kwargs={"keep_running": True, "wake": self.work_now, "session_filter": self._eligible(forces),
+                    "pause": self._low_disk, "on_event": on_event, "grace_seconds": cfg.daemon.grace_seconds},
+            daemon=True,
+        )
+        worker.start()
+        self.log(f"daemon started: pid {os.getpid()}, catalogue {cfg.catalogue}, roots "
+                 + ", ".join(str(r) for r in cfg.storage_roots))
+        next_poll = 0.0
+        try:
+            while not self.stop.is_set():
+                now = time.time()
+                if self.max_seconds is not None and now - t_start >= self.max_seconds:
+                    self.log("max run time reached: stopping")
+                    self.stop.set()
+                    self.work_now.set()
+                    break
+                if now >= next_poll or self.scan_now.is_set():
+                    self.scan_now.clear()
+                    if self.activity in ("starting", "idle") or self.activity.startswith("paused"):
+                        self.activity = "scanning"
+                    rep = Indexer(cat, cfg).scan()
+                    if rep.sessions_touched or rep.errors and rep.new_files:
+                        self.log(f"scan: {rep.new_files} new, {rep.changed_files} changed files; sessions "
+                                 f"touched: {', '.join(sorted(rep.sessions_touched)) or '-'}")
+                    if self.activity == "scanning":
+                        self.activity = "idle"
+                    forced.clear()
+                    forced.update(f["session_id"] for f in cat.forces()
+                                  if f["created"] > now - 3600)
+                    self.work_now.set()
+                    next_poll = now + cfg.scan.poll_seconds
+                self._beat(cat)
+                # Sessions become idle-eligible with time even without file events.
+                self.work_now.set()
+                self.scan_now.wait(min(cfg.daemon.heartbeat_seconds, max(0.1, next_poll - time.time())))
+        finally:
+            self.stop.set()
+            self.work_now.set()
+            events.stop()
+            worker.join()
+            self.activity = "stopped"
+            self._beat(cat, stopped=True)
+            self.log("daemon stopped")
+            rec_cat.close()
+            cat.close()
+        return 0

@@ -180,16 +180,24 @@ STATE_STYLE = {"done": "green", "failed": "red", "running": "cyan", "pending": "
 def status_rows(obj: Ctx) -> list[dict]:
     from .plan import plan_all
 
-    plans = plan_all(obj.cat, obj.cfg)
+    cat = obj.cat
+    plans = plan_all(cat, obj.cfg)
+    scans = {r["session_id"]: r for r in cat.q(
+        "SELECT session_id, COUNT(*) AS n, SUM(complete) AS c FROM scans GROUP BY session_id")}
+    names: dict[str, dict[int, list]] = {"fields": {}, "los": {}}
+    for table in names:
+        for r in cat.q(f"SELECT session_id, name FROM {table} ORDER BY name"):
+            names[table].setdefault(r["session_id"], []).append(r["name"])
     rows = []
     for p in plans:
-        v = p.view
-        s = v.session
+        s = p.session
+        sc = scans.get(s["id"], {"n": 0, "c": 0})
         rows.append({
             "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
-            "scans": len(v.scans), "scans_complete": sum(1 for x in v.scans if x["complete"]),
-            "fields": [f["name"] for f in v.fields], "los": v.lo_names, "ingest_state": s["ingest_state"],
-            "state": p.state, "next_step": p.next_step, "error": p.error or s["error"],
+            "scans": sc["n"], "scans_complete": sc["c"] or 0,
+            "fields": names["fields"].get(s["id"], []), "los": names["los"].get(s["id"], []),
+            "ingest_state": s["ingest_state"], "state": p.state, "next_step": p.next_step,
+            "error": p.error or s["error"],
             "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
         })
     return rows
@@ -232,6 +240,13 @@ def _print_status(rows: list[dict], daemon: dict | None) -> None:
                   + (f" ({daemon.get('activity')})" if alive and daemon.get("activity") else ""), markup=True)
     if not rows:
         out.print("no sessions in the catalogue yet (run `atarchive scan`)")
+        return
+    if not out.is_terminal:  # piped: one plain line per session
+        for r in rows:
+            steps = " ".join(f"{n}={s['done']}/{s['units']}" for n, s in r["steps"].items() if s["units"])
+            click.echo("\t".join([r["key"], f"scans={r['scans_complete']}/{r['scans']}", f"los={','.join(r['los'])}",
+                                  r["state"] + (f"({r['next_step']})" if r["next_step"] else ""), steps,
+                                  r["error"] or ""]).rstrip())
         return
     t = Table(show_lines=False)
     for c in ("session", "scans", "fields", "LOs", "state", *STEP_NAMES, "error"):
@@ -399,7 +414,7 @@ def explain(obj: Ctx, session, as_json):
     from .steps import STEP_NAMES
 
     s = obj.cat.session(session)
-    p = plan_all(obj.cat, obj.cfg, [s])[0]
+    p = plan_all(obj.cat, obj.cfg, [s], use_watermark=False)[0]
     steps = []
     for name in STEP_NAMES:
         units = p.units.get(name, {})

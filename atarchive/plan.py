@@ -29,6 +29,7 @@ class SessionPlan:
     state: str = "incomplete"
     next_step: str | None = None
     error: str | None = None
+    cached_summary: dict | None = None  # set when the plan was skipped (watermark matched)
 
     @property
     def session(self) -> dict:
@@ -41,6 +42,8 @@ class SessionPlan:
         return [u for u in self.units[self.next_step].values() if u.status == "pending"]
 
     def step_summary(self) -> dict[str, dict]:
+        if self.cached_summary is not None:
+            return self.cached_summary
         out = {}
         for name in STEP_NAMES:
             us = list(self.units.get(name, {}).values())
@@ -194,42 +197,91 @@ def _summarise(plan: SessionPlan) -> None:
         plan.state = "pending"
 
 
+def config_digest(cfg: Config) -> str:
+    """Everything in the config that planning depends on, plus software versions."""
+    data = {"steps": cfg.steps.model_dump(mode="json"), "execution": cfg.execution.model_dump(mode="json"),
+            "sessions": {k: v.model_dump(mode="json") for k, v in cfg.sessions.items()},
+            "work_root": str(cfg.work_root), "steps_v": {s.name: s.version for s in STEPS},
+            "sw": {k: fp.software_versions(k) for k in fp.SOFTWARE}}
+    return fp.digest(step="*", version=0, params=data, inputs={}, versions={})
+
+
+def _watermark(cdig: str, s: dict, max_run: int, max_force: int) -> str:
+    return f"{cdig}:{s['last_change']}:{s['ingest_state']}:{max_run}:{max_force}"
+
+
 def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *, now: float | None = None,
-             exists: Callable[[Path], bool] = os.path.exists) -> list[SessionPlan]:
-    """Plan every session (or the given ones), reading the catalogue in a handful of queries."""
+             exists: Callable[[Path], bool] = os.path.exists, use_watermark: bool = True) -> list[SessionPlan]:
+    """Plan every session (or the given ones), reading the catalogue in a handful of queries.
+
+    Sessions found fully up to date remember a watermark (config digest, software versions, last
+    file change, newest run and force ids); while it matches they are not planned again. Products
+    deleted by hand are then noticed by ``explain`` or after any change (or ``reprocess``).
+    """
     sessions = cat.sessions() if sessions is None else sessions
     if not sessions:
         return []
-    ids = {s["id"] for s in sessions}
-    latest: dict[int, dict] = {}
-    for r in cat.latest_runs():
-        if r["session_id"] in ids:
-            latest.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
-    done: dict[int, dict] = {}
-    for r in cat.latest_done_runs():
-        if r["session_id"] in ids:
-            done.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
-    forces: dict[int, list] = {}
-    for f in cat.forces():
-        forces.setdefault(f["session_id"], []).append(f)
-    rows = _bulk_rows(cat, ids)
-    plans = []
+    cdig = config_digest(cfg)
+    max_run = {r["session_id"]: r["m"] for r in cat.q("SELECT session_id, MAX(id) AS m FROM step_runs GROUP BY session_id")}
+    max_force = {r["session_id"]: r["m"] for r in cat.q("SELECT session_id, MAX(id) AS m FROM forces GROUP BY session_id")}
+    plans: dict[int, SessionPlan] = {}
+    todo = []
     for s in sessions:
-        sid = s["id"]
-        view = SessionView(s, rows["scans"].get(sid, []), rows["files"].get(sid, []), rows["fields"].get(sid, []),
-                           rows["los"].get(sid, []), cfg)
-        plans.append(plan_session(view, latest=latest.get(sid, {}), latest_done=done.get(sid, {}),
-                                  forces=forces.get(sid, []), now=now, exists=exists))
-    return plans
+        wm = _watermark(cdig, s, max_run.get(s["id"], 0), max_force.get(s["id"], 0))
+        if use_watermark and s.get("plan_watermark") == wm:
+            p = SessionPlan(SessionView(s, [], [], [], [], cfg), state="done",
+                            cached_summary=json.loads(s["plan_summary"] or "{}"))
+            plans[s["id"]] = p
+        else:
+            todo.append((s, wm))
+    if todo:
+        ids = [s["id"] for s, _ in todo]
+        latest: dict[int, dict] = {}
+        done: dict[int, dict] = {}
+        for r in _runs_of(cat, ids, done_only=False):
+            latest.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
+        for r in _runs_of(cat, ids, done_only=True):
+            done.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
+        forces: dict[int, list] = {}
+        for f in cat.forces():
+            forces.setdefault(f["session_id"], []).append(f)
+        rows = _bulk_rows(cat, ids)
+        remember = []
+        for s, wm in todo:
+            sid = s["id"]
+            view = SessionView(s, rows["scans"].get(sid, []), rows["files"].get(sid, []),
+                               rows["fields"].get(sid, []), rows["los"].get(sid, []), cfg)
+            p = plan_session(view, latest=latest.get(sid, {}), latest_done=done.get(sid, {}),
+                             forces=forces.get(sid, []), now=now, exists=exists)
+            plans[sid] = p
+            if p.state == "done" and s.get("plan_watermark") != wm:
+                remember.append((wm, json.dumps(p.step_summary()), sid))
+        if remember and use_watermark:
+            with cat.transaction():
+                cat.conn.executemany("UPDATE sessions SET plan_watermark = ?, plan_summary = ? WHERE id = ?", remember)
+    return [plans[s["id"]] for s in sessions]
 
 
-def _bulk_rows(cat: Catalogue, ids: set[int]) -> dict[str, dict[int, list]]:
+def _in(ids: list[int]) -> str:
+    return ",".join(str(int(i)) for i in ids)
+
+
+def _runs_of(cat: Catalogue, ids: list[int], *, done_only: bool) -> list[dict]:
+    cond = "AND status = 'done'" if done_only else ""
+    return cat.q(
+        f"""SELECT r.* FROM step_runs r JOIN (
+                SELECT MAX(id) AS id FROM step_runs WHERE session_id IN ({_in(ids)}) {cond}
+                GROUP BY session_id, step, unit
+            ) m ON r.id = m.id"""
+    )
+
+
+def _bulk_rows(cat: Catalogue, ids: list[int]) -> dict[str, dict[int, list]]:
     out: dict[str, dict[int, list]] = {}
     order = {"scans": "start_mjd, stem", "files": "path", "fields": "name", "los": "name"}
     for table, by in order.items():
         d: dict[int, list] = {}
-        for r in cat.db.query(f"SELECT * FROM {table} ORDER BY session_id, {by}"):
-            if r["session_id"] in ids:
-                d.setdefault(r["session_id"], []).append(r)
+        for r in cat.db.query(f"SELECT * FROM {table} WHERE session_id IN ({_in(ids)}) ORDER BY session_id, {by}"):
+            d.setdefault(r["session_id"], []).append(r)
         out[table] = d
     return out

@@ -1,0 +1,46 @@
+"""`atarchive doctor`: versions and whether CASA starts offline (in a child process)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import StepError
+from ..fingerprint import package_version
+
+
+def probe() -> dict:
+    """Child side: start CASA offline and convert an epoch with the measures data."""
+    ct, tasks = __import__("atarchive.casa._casa", fromlist=["casa"]).casa()
+    me = ct.measures()
+    ep = me.epoch("utc", "2024-12-12T17:29:25")
+    tai = me.measure(ep, "tai")
+    import casadata
+
+    return {"casatools": ct.version_string(), "tai_minus_utc_s": (tai["m0"]["value"] - ep["m0"]["value"]) * 86400,
+            "casadata_path": casadata.datapath}
+
+
+def doctor() -> dict:
+    from .runner import run_in_child
+    from .site import write_site_config
+
+    rep = {name: package_version(name) for name in
+           ("casatools", "casatasks", "casadata", "pyuvdata", "python-casacore", "aoflagger", "astropy")}
+    rep["python"] = sys.version.split()[0]
+    rep["site_config"] = str(write_site_config())
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            res = run_in_child("atarchive.casa.doctor:probe", {}, workdir=Path(tmp), log_path=Path(tmp) / "log",
+                               timeout=300)
+            rep["casa_ok"] = abs(res["tai_minus_utc_s"] - 37.0) < 1.0
+            rep["casa_data"] = res["casadata_path"]
+            if not rep["casa_ok"]:
+                rep["fix"] = "measures data look wrong: reinstall casadata (pip install -U casadata)"
+        except StepError as err:
+            rep["casa_ok"] = False
+            rep["casa_error"] = str(err).splitlines()[0]
+            rep["fix"] = ("CASA did not start offline: run `make venv` (installs casatools/casatasks 6.7.0.31, "
+                          "casadata, six) and check that nothing sets CASASITECONFIG to another file")
+    return rep

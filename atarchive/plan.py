@@ -150,7 +150,7 @@ def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now,
     if missing:
         if spec.releasable:
             pu.status, pu.reason = "ok", "up to date (product released after use)"
-            pu.spec.payload["released"] = True
+            pu.released = True
             return
         pu.status, pu.reason = "pending", f"product missing: {missing[0]}"
         return
@@ -167,7 +167,7 @@ def _rematerialise(plan: SessionPlan) -> None:
             for inp in u.spec.inputs:
                 step, _, key = inp.partition(":")
                 up = plan.units.get(step, {}).get(key)
-                if up is not None and up.status == "ok" and up.spec.payload.get("released"):
+                if up is not None and up.status == "ok" and up.released:
                     up.status = "pending"
                     up.reason = f"needed again by {name} (its product was removed after use)"
 

@@ -100,6 +100,7 @@ class Reconciler:
         workers = self.cfg.execution.n_workers()
         inflight: dict[Future, tuple[int, PlannedUnit, RunContext, int]] = {}
         busy_sessions: set[int] = set()
+        runs_here: dict[tuple, int] = {}  # (session, step, unit) → runs started in this call
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
         wake = wake or threading.Event()
         try:
@@ -117,7 +118,8 @@ class Reconciler:
                             continue
                         todo = p.pending()
                         now = time.time()
-                        ready = [u for u in todo if u.not_before <= now]
+                        ready = [u for u in todo if u.not_before <= now
+                                 and runs_here.get((sid, u.step, u.key), 0) < 2 * self.cfg.execution.max_attempts]
                         if todo and not ready:
                             t = min(u.not_before for u in todo)
                             soonest = t if soonest is None else min(soonest, t)
@@ -125,6 +127,7 @@ class Reconciler:
                             continue
                         busy_sessions.add(sid)
                         for u in ready:
+                            runs_here[(sid, u.step, u.key)] = runs_here.get((sid, u.step, u.key), 0) + 1
                             fut, ctx, run_id = self._submit(pool, p, u)
                             inflight[fut] = (sid, u, ctx, run_id)
                             if on_event:

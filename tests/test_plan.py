@@ -129,6 +129,7 @@ def test_released_fullres_copy_is_remade_when_compress_must_rerun(tmp_path):
     assert p.next_step == "copy"
     assert {u.reason for u in p.units["copy"].values()} == {
         "needed again by compress (its product was removed after use)"}
+    assert {u.reason for u in p.units["compress"].values()} == {"params changed: compress.chanbin 4→8"}
 
 
 def test_step_version_bump_reruns_it(tmp_path, monkeypatch):

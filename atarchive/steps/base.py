@@ -91,6 +91,7 @@ class PlannedUnit:
     attempt: int = 1
     not_before: float = 0.0  # retry backoff
     last_run: dict | None = None
+    released: bool = False  # up to date, but its product was deleted after downstream used it
 
     @property
     def key(self) -> str:

@@ -72,8 +72,8 @@ class ImageConfig(_Strict):
     max_imsize: int = Field(1024, ge=64)
     weighting: str = "briggs"
     robust: float = 0.0
-    rounds: int = Field(2, ge=0, description="clean rounds after the dirty image, each to 5 x rms")
-    niter: int = Field(1000, ge=0)
+    rounds: int = Field(6, ge=1, description="at most this many clean rounds after the dirty image, each to 5 x rms")
+    niter: int = Field(5000, ge=0)
 
 
 class StepsConfig(_Strict):

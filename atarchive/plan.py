@@ -118,6 +118,10 @@ def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now,
     if last is not None and last["status"] == "running":
         pu.status, pu.reason = "running", f"running since {time.strftime('%H:%M:%S', time.localtime(last['started']))}"
         return
+    if force_time is not None and (last is None or last["started"] < force_time) and \
+            (done is None or done["started"] < force_time):
+        pu.status, pu.reason = "pending", "forced by `atarchive reprocess`"
+        return
     # failures of the current fingerprint
     if last is not None and last["status"] in ("failed", "interrupted") and last["fingerprint"] == pu.fingerprint \
             and (done is None or last["id"] > done["id"]):
@@ -137,9 +141,6 @@ def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now,
         return
     if done is None:
         pu.status, pu.reason = "pending", "never run"
-        return
-    if force_time is not None and done["started"] < force_time:
-        pu.status, pu.reason = "pending", "forced by `atarchive reprocess`"
         return
     if done["fingerprint"] != pu.fingerprint:
         old = {k: _loads(done[k]) if k != "version" else done[k] for k in ("version", "params", "inputs", "versions")}

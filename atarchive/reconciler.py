@@ -99,7 +99,7 @@ class Reconciler:
         ids = None if sessions is None else {s["id"] for s in sessions}
         workers = self.cfg.execution.n_workers()
         inflight: dict[Future, tuple[int, PlannedUnit, RunContext, int]] = {}
-        busy_sessions: set[int] = set()
+        inflight_keys: set[tuple] = set()
         runs_here: dict[tuple, int] = {}  # (session, step, unit) → runs started in this call
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
         wake = wake or threading.Event()
@@ -114,9 +114,9 @@ class Reconciler:
                     plans = plan_all(self.cat, self.cfg, rows)
                     for p in plans:
                         sid = p.session["id"]
-                        if sid in busy_sessions:
-                            continue
-                        todo = p.pending()
+                        if len(inflight) >= workers:
+                            break
+                        todo = [u for u in p.pending() if (sid, u.step, u.key) not in inflight_keys]
                         now = time.time()
                         ready = [u for u in todo if u.not_before <= now
                                  and runs_here.get((sid, u.step, u.key), 0) < 2 * self.cfg.execution.max_attempts]
@@ -125,11 +125,11 @@ class Reconciler:
                             soonest = t if soonest is None else min(soonest, t)
                         if not ready:
                             continue
-                        busy_sessions.add(sid)
-                        for u in ready:
+                        for u in ready[: max(0, workers - len(inflight))]:
                             runs_here[(sid, u.step, u.key)] = runs_here.get((sid, u.step, u.key), 0) + 1
                             fut, ctx, run_id = self._submit(pool, p, u)
                             inflight[fut] = (sid, u, ctx, run_id)
+                            inflight_keys.add((sid, u.step, u.key))
                             if on_event:
                                 on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
                                                    "reason": u.reason})
@@ -146,12 +146,11 @@ class Reconciler:
                 done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
                 for fut in done:
                     sid, u, ctx, run_id = inflight.pop(fut)
+                    inflight_keys.discard((sid, u.step, u.key))
                     rec = self._finish(fut, sid, u, ctx, run_id)
                     (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
                     if on_event:
                         on_event("finish", rec)
-                    if not any(v[0] == sid for v in inflight.values()):
-                        busy_sessions.discard(sid)
                 if self.stop.is_set() and inflight:
                     self._drain(inflight, summary, grace_seconds, on_event)
                     break

@@ -135,11 +135,13 @@ class Catalogue:
             fields["result"] = json.dumps(fields["result"], default=str)
         self.db["step_runs"].update(run_id, fields)
 
-    def mark_interrupted(self, *, alive: callable) -> int:
+    def mark_interrupted(self, *, alive: callable, kill_orphan: callable | None = None) -> int:
         """Runs left 'running' by an owner that is gone become 'interrupted'. Returns how many."""
         n = 0
-        for r in self.q("SELECT id, owner FROM step_runs WHERE status = 'running'"):
+        for r in self.q("SELECT id, owner, worker_pid FROM step_runs WHERE status = 'running'"):
             if not alive(r["owner"]):
+                if kill_orphan is not None and r["worker_pid"]:
+                    kill_orphan(r["owner"], r["worker_pid"])
                 self.db["step_runs"].update(
                     r["id"], {"status": "interrupted", "finished": time.time(), "error": "interrupted (owner died)"}
                 )

@@ -346,11 +346,16 @@ def _sessions(obj: Ctx, refs) -> list[dict] | None:
 @cli.command()
 @click.argument("sessions", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
+@click.option("--until", "until", metavar="STEP", help="Run no step after STEP (e.g. --until fix).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def run(obj: Ctx, sessions, dry_run, as_json):
+def run(obj: Ctx, sessions, dry_run, until, as_json):
     """Bring ready sessions up to date: run every missing or out-of-date step, in order."""
     from .reconciler import Reconciler
+    from .steps import STEP_NAMES
+
+    if until and until not in STEP_NAMES:
+        raise click.BadParameter(f"unknown step {until!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--until")
 
     rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
     chosen = _sessions(obj, sessions)
@@ -374,7 +379,7 @@ def run(obj: Ctx, sessions, dry_run, as_json):
                 what = f"{i['step']} {i['unit'] or ''}".strip() if i["step"] else "-"
                 out.print(f"{i['session']}: {what}: {i['reason']}")
         return
-    summary = rec.run(chosen, on_event=None if as_json else _progress_printer(obj))
+    summary = rec.run(chosen, on_event=None if as_json else _progress_printer(obj), until=until)
     if as_json:
         _json(summary.as_dict())
     else:

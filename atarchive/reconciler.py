@@ -27,7 +27,7 @@ from .catalogue import Catalogue
 from .config import Config
 from .errors import PermanentStepError, StepError, TemporaryStepError
 from .plan import SessionPlan, plan_all
-from .steps import BY_NAME
+from .steps import BY_NAME, STEP_NAMES
 from .steps.base import PlannedUnit, RunContext, StepResult
 
 HOST = socket.gethostname()
@@ -46,6 +46,18 @@ def owner_alive(owner: str | None) -> bool:
     if int(pid) == os.getpid():
         return True
     return psutil.pid_exists(int(pid))
+
+
+def kill_orphan(owner: str | None, pid: int) -> None:
+    """Kill the process group of a dead reconciler's child (if it is still one of ours)."""
+    host = (owner or "").rpartition(":")[0]
+    if host != HOST or not psutil.pid_exists(pid):
+        return
+    try:
+        if "atarchive.casa.child" in " ".join(psutil.Process(pid).cmdline()):
+            os.killpg(pid, 9)
+    except (psutil.Error, ProcessLookupError, PermissionError):
+        pass
 
 
 @dataclass
@@ -80,21 +92,24 @@ class Reconciler:
         return plan_all(self.cat, self.cfg, sessions)
 
     def recover(self) -> int:
-        """Runs whose owner died are marked interrupted (their tmp products are cleaned when rerun)."""
-        return self.cat.mark_interrupted(alive=owner_alive)
+        """Runs whose owner died are marked interrupted (their tmp products are cleaned when rerun);
+        a child process of theirs still alive on this host is killed first."""
+        return self.cat.mark_interrupted(alive=owner_alive, kill_orphan=kill_orphan)
 
     def run(self, sessions: list[dict] | None = None, *, once: bool = False,
             on_event: Callable[[str, dict], None] | None = None,
             session_filter: Callable[[dict], bool] | None = None, keep_running: bool = False,
             wake: threading.Event | None = None, pause: Callable[[], str | None] | None = None,
-            grace_seconds: float = 0.0) -> RunSummary:
+            grace_seconds: float = 0.0, until: str | None = None) -> RunSummary:
         """Run until nothing is left to do (or ``stop`` is set).
 
         ``once``: a single wave. ``keep_running`` (daemon): wait on ``wake`` for new work instead of
         returning. ``session_filter``: which sessions may start work now (re-evaluated every pass).
         ``pause``: returns a reason to start no new work (e.g. low disk). On stop, running units get
         ``grace_seconds`` to finish before their children are killed and recorded as interrupted.
+        ``until``: run no step after this one.
         """
+        last_step = STEP_NAMES.index(until) if until else len(STEP_NAMES) - 1
         summary = RunSummary(interrupted_cleaned=self.recover())
         ids = None if sessions is None else {s["id"] for s in sessions}
         workers = self.cfg.execution.n_workers()
@@ -116,7 +131,8 @@ class Reconciler:
                         sid = p.session["id"]
                         if len(inflight) >= workers:
                             break
-                        todo = [u for u in p.pending() if (sid, u.step, u.key) not in inflight_keys]
+                        todo = [u for u in p.pending() if (sid, u.step, u.key) not in inflight_keys
+                                and STEP_NAMES.index(u.step) <= last_step]
                         now = time.time()
                         ready = [u for u in todo if u.not_before <= now
                                  and runs_here.get((sid, u.step, u.key), 0) < 2 * self.cfg.execution.max_attempts]

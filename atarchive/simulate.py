@@ -361,6 +361,14 @@ def _scan_uvdata(spec: SimSpec, tel, ants: np.ndarray, src: SourceSpec, lo: LOSp
 
 def simulate(spec: SimSpec, out_root: str | Path, *, progress: Callable[[Path], None] | None = None) -> SimResult:
     """Write the session described by ``spec`` under ``out_root`` plus its truth file."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _simulate(spec, out_root, progress)
+
+
+def _simulate(spec: SimSpec, out_root: str | Path, progress) -> SimResult:
     from astropy.utils import iers
 
     iers.conf.auto_download = False

@@ -51,7 +51,7 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", "atarchive.casa.child", spec_path], cwd=workdir,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(env), start_new_session=True)
+                                env=child_env(env), start_new_session=True, preexec_fn=_die_with_parent)
     if on_start:
         on_start(proc.pid)
     t0 = time.time()
@@ -103,6 +103,17 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
                 stray.unlink()
             except OSError:
                 pass
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the parent dies (e.g. ``kill -9`` of the reconciler),
+    so no orphaned CASA process keeps writing after a crash (Linux only; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,0 +1,299 @@
+"""The whole chain on real CASA: two simulated sessions in the real layout, from `scan` to images.
+
+One module-scoped run is shared by the tests (the chain takes minutes on 2 cores); each test then
+checks one outcome someone cares about: products right, fluxes and positions against the
+simulator's truth file, nothing re-run without a reason, reprocess and crashes handled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from atarchive import calibrators
+from atarchive.simulate import preset, simulate
+from conftest import tree_checksums
+
+pytestmark = pytest.mark.casa
+EXE = [sys.executable, "-m", "atarchive"]
+TINY = "ptiny/2025-03-15-10:40:00"
+WIDE = "pwide/2025-03-15-11:00:00"
+
+
+def cli(conf, *args, check=0, timeout=900):
+    p = subprocess.run([*EXE, "--config", str(conf), *args], capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check is not None:
+        assert p.returncode == check, (args, p.returncode, p.stdout[-3000:], p.stderr[-3000:])
+    return p
+
+
+def write_conf(root: Path, **extra_compress) -> Path:
+    comp = {"chanbin": 2, "keep_fullres": "true", **extra_compress}
+    conf = root / "atarchive.toml"
+    conf.write_text(
+        'storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "catalogue.db"\n'
+        "[scan]\nstable_seconds = 0\n"
+        "[steps.compress]\n" + "".join(f"{k} = {v}\n" for k, v in comp.items())
+        + "[steps.image]\nmax_imsize = 256\n[execution]\nretry_backoff_s = 0.5\n")
+    return conf
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    storage = root / "storage"
+    truths = {}
+    for name in ("tiny", "two-targets-wide"):
+        res = simulate(preset(name), storage)
+        truths[name] = json.loads(res.truth_path.read_text())
+    before = tree_checksums(storage)
+    conf = write_conf(root)
+    cli(conf, "scan")
+    t0 = time.time()
+    first = cli(conf, "run")
+    elapsed = time.time() - t0
+    return {"root": root, "conf": conf, "storage": storage, "truths": truths, "before": before,
+            "first": first, "elapsed": elapsed, "db": root / "catalogue.db"}
+
+
+def q(chain, sql, params=()):
+    conn = sqlite3.connect(chain["db"])
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def runs_after(chain, run_id):
+    return q(chain, "SELECT s.key, r.step, r.unit, r.status FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                    "WHERE r.id > ? ORDER BY r.id", [run_id])
+
+
+def max_run_id(chain):
+    return q(chain, "SELECT COALESCE(MAX(id), 0) AS m FROM step_runs")[0]["m"]
+
+
+def test_both_sessions_reach_done(chain):
+    st = json.loads(cli(chain["conf"], "status", "--json").stdout)
+    states = {s["key"]: s["state"] for s in st["sessions"]}
+    assert states == {TINY: "done", WIDE: "done"}, chain["first"].stderr[-3000:]
+
+
+def test_fixed_ms_scans_fluxcal_los_and_averaging(chain):
+    from atarchive.casa.runner import run_in_child
+
+    fixed = next((chain["root"] / "work" / "ptiny").glob("*/ms/fixed.ms"))
+    repo = str(Path(__file__).resolve().parent.parent)
+    res = run_in_child("tests.casa_probe:ms_summary", {"ms": str(fixed)}, workdir=chain["root"] / "probe",
+                       log_path=chain["root"] / "probe.log", env={**os.environ, "PYTHONPATH": repo})
+    truth = chain["truths"]["tiny"]
+    kept = [s for s in truth["scans"] if not s["first_fluxcal_scan"]]
+    # one scan number per field visit, in time order, and only the last flux-calibrator scan
+    assert res["scan_fields"] == [s["source"] for s in kept]
+    assert res["scan_numbers"] == list(range(1, len(kept) + 1))
+    # both LOs, each averaged by chanbin 2
+    assert len(res["spws"]) == 2
+    for lo, spw in zip(sorted(truth["los"]), res["spws"]):
+        assert spw["nchan"] == truth["los"][lo]["nchan"] // 2
+        assert spw["f0"] >= truth["los"][lo]["start_freq_hz"] - 1e6 and spw["f1"] <= truth["los"][lo]["end_freq_hz"] + 1e6
+    # rows: baselines with autos × averaged integrations × spws; timebin 20 s over 10 s integrations
+    nant = len(truth["antennas"])
+    nbl = nant * (nant + 1) // 2
+    ints = sum(math.ceil(s["integrations"] / 2) for s in kept)
+    assert res["nrows"] == nbl * ints * 2
+
+
+def _check_fluxes(chain, session, truth):
+    rows = json.loads(cli(chain["conf"], "fluxes", session, "--json").stdout)
+    seen = set()
+    for r in rows:
+        src = truth["sources"][r["field"]]
+        if src["calibrator"]:
+            expect, tol = calibrators.pb2017_flux(src["calibrator"], r["freq_hz"]), 0.01
+            assert r["model_flux_jy"] == pytest.approx(expect, rel=1e-6)
+        else:
+            expect = src["flux_jy"] * (r["freq_hz"] / src["ref_freq_hz"]) ** src["spectral_index"]
+            tol = 0.03 if src["role_hint"] == "target" else 0.02
+        assert abs(r["flux_jy"] / expect - 1) < tol, (r["field"], r["lo"], r["flux_jy"], expect)
+        if src["role_hint"] == "target":
+            dra = (r["ra_deg"] - src["ra_deg"]) * math.cos(math.radians(src["dec_deg"])) * 3600
+            ddec = (r["dec_deg"] - src["dec_deg"]) * 3600
+            assert math.hypot(dra, ddec) < 1.0, (r["field"], r["lo"], dra, ddec)
+        seen.add((r["field"], r["lo"]))
+    assert seen == {(f, lo) for f in truth["sources"] for lo in truth["los"]}
+
+
+def test_fluxes_and_positions_match_truth_tiny(chain):
+    _check_fluxes(chain, TINY, chain["truths"]["tiny"])
+
+
+def test_two_targets_two_phasecals_los_1ghz_apart(chain):
+    _check_fluxes(chain, WIDE, chain["truths"]["two-targets-wide"])
+    show = json.loads(cli(chain["conf"], "show", WIDE, "--json").stdout)
+    roles = {f["name"]: (f["role"], f["phase_cal"]) for f in show["fields"]}
+    assert roles["field east"] == ("target", "J1407+2827") and roles["field_west"] == ("target", "J1310+3220")
+    assert roles["3c286"][0] == "flux_cal"
+    # LOs 1 GHz apart were calibrated as separate groups
+    cal = q(chain, "SELECT r.result FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                   "WHERE s.key = ? AND r.step = 'calibrate' AND r.status = 'done' ORDER BY r.id DESC LIMIT 1", [WIDE])
+    groups = json.loads(cal[0]["result"])["groups"]
+    assert [g["spws"] for g in groups] == [[0], [1]]
+
+
+def test_products_laid_out_and_fits_exported(chain):
+    sdir = next((chain["root"] / "work" / "ptiny").iterdir())
+    assert (sdir / "cal").is_dir() and list((sdir / "cal" / "split").glob("target_1*_noauto_1GC.ms"))
+    fits = sorted(p.relative_to(sdir).as_posix() for p in sdir.glob("images/*/*/*.fits"))
+    assert len(fits) == 6 and all(os.path.getsize(sdir / f) > 0 for f in fits)
+    assert not list(sdir.rglob("*.tmp-*")) and not list(sdir.rglob("casa-*.log"))
+    kinds = {r["kind"] for r in q(chain, "SELECT kind FROM products")}
+    assert {"ms_fullres", "ms_averaged", "ms_concat", "ms_fixed", "caltables", "ms_1gc", "image"} <= kinds
+
+
+def test_every_run_recorded_with_fingerprint_and_reason(chain):
+    rows = q(chain, "SELECT * FROM step_runs WHERE status = 'done'")
+    assert rows and all(r["fingerprint"] and r["reason"] and r["log_path"] and r["finished"] for r in rows)
+    assert all(Path(r["log_path"]).stat().st_size > 0 for r in rows)
+    concat_log = next(r["log_path"] for r in rows if r["step"] == "concat")
+    assert "dropped" in Path(concat_log).read_text()
+
+
+def test_second_run_runs_nothing_and_says_why(chain):
+    before = max_run_id(chain)
+    r = cli(chain["conf"], "run")
+    assert "nothing to run" in r.stdout
+    assert runs_after(chain, before) == []
+    ex = json.loads(cli(chain["conf"], "explain", TINY, "--json").stdout)
+    assert all(s["status"] == "up to date" for s in ex["steps"])
+
+
+def test_changed_image_param_reruns_only_image(chain):
+    conf = chain["conf"]
+    text = conf.read_text()
+    conf.write_text(text.replace("[steps.image]\n", "[steps.image]\nrobust = 0.5\n"))
+    try:
+        plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
+        assert {p["step"] for p in plan} == {"image"}
+        assert all("params changed: image.robust 0.0→0.5" in p["reason"] for p in plan)
+        before = max_run_id(chain)
+        cli(conf, "run", TINY)
+        ran = runs_after(chain, before)
+        assert ran and {r["step"] for r in ran} == {"image"} and {r["key"] for r in ran} == {TINY}
+    finally:
+        conf.write_text(text)
+        cli(conf, "reprocess", TINY, "--from", "image")  # back to the default robust for later tests
+        cli(conf, "run", TINY)
+
+
+def test_changed_calibrate_param_plans_calibrate_and_image_only(chain):
+    conf = chain["conf"]
+    text = conf.read_text()
+    conf.write_text(text + "[steps.calibrate]\nminsnr = 2.5\n")
+    try:
+        plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
+        assert {p["step"] for p in plan} == {"calibrate"}
+        assert plan[0]["reason"] == "params changed: calibrate.minsnr 3.0→2.5"
+        ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
+        status = {s["step"]: s["status"] for s in ex["steps"]}
+        assert status == {"copy": "up to date", "compress": "up to date", "concat": "up to date",
+                          "fix": "up to date", "calibrate": "out of date", "image": "out of date"}
+    finally:
+        conf.write_text(text)
+
+
+def test_compress_param_change_reruns_compress_concat_fix(chain):
+    conf = chain["conf"]
+    text = conf.read_text()
+    conf.write_text(text.replace("chanbin = 2", "chanbin = 4"))
+    try:
+        ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
+        by = {s["step"]: s for s in ex["steps"]}
+        assert by["copy"]["status"] == "up to date"
+        assert by["compress"]["reason"] == "params changed: compress.chanbin 2→4"
+        assert by["concat"]["reason"] == "input changed: compress" and by["fix"]["reason"] == "input changed: concat"
+        before = max_run_id(chain)
+        cli(conf, "run", TINY, "--until", "fix")
+        ran = runs_after(chain, before)
+        assert {r["step"] for r in ran} == {"compress", "concat", "fix"}
+        assert all(r["status"] == "done" for r in ran) and {r["key"] for r in ran} == {TINY}
+    finally:
+        conf.write_text(text)
+        cli(conf, "run", TINY, "--until", "fix")  # back to chanbin 2 products
+
+
+def test_reprocess_from_concat_touches_only_that_session(chain):
+    conf = chain["conf"]
+    cli(conf, "run")  # everything up to date first
+    before = max_run_id(chain)
+    cli(conf, "reprocess", TINY, "--from", "concat")
+    ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
+    by = {s["step"]: s for s in ex["steps"]}
+    assert by["concat"]["reason"] == "forced by `atarchive reprocess`" and by["compress"]["status"] == "up to date"
+    cli(conf, "run", "--until", "fix")
+    ran = runs_after(chain, before)
+    assert [(r["key"], r["step"]) for r in ran] == [(TINY, "concat"), (TINY, "fix")]
+
+
+def test_step_version_bump_reruns_it(chain, monkeypatch):
+    from atarchive import config
+    from atarchive.catalogue import Catalogue
+    from atarchive.reconciler import Reconciler
+    from atarchive.steps import BY_NAME
+
+    cfg = config.load(chain["conf"])
+    monkeypatch.setattr(BY_NAME["fix"], "version", BY_NAME["fix"].version + 1)
+    cat = Catalogue(cfg.catalogue)
+    try:
+        before = max_run_id(chain)
+        Reconciler(cfg, cat).run([cat.session(TINY)], until="fix")
+    finally:
+        cat.close()
+    ran = runs_after(chain, before)
+    assert [(r["step"], r["status"]) for r in ran] == [("fix", "done")]
+
+
+def test_killed_run_leaves_nothing_done_and_next_run_finishes(chain):
+    conf = chain["conf"]
+    cli(conf, "reprocess", TINY, "--from", "calibrate")
+    before = max_run_id(chain)
+    proc = subprocess.Popen([*EXE, "--config", str(conf), "run", TINY], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            rows = q(chain, "SELECT * FROM step_runs WHERE id > ? AND step = 'calibrate' AND worker_pid IS NOT NULL",
+                     [before])
+            if rows:
+                break
+            time.sleep(0.2)
+        assert rows, "calibrate never started"
+        time.sleep(1.0)  # CASA is working
+        os.killpg(proc.pid, signal.SIGKILL)  # the reconciler and its CASA child, mid-step
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed = q(chain, "SELECT * FROM step_runs WHERE id > ? AND step = 'calibrate'", [before])
+    assert [r["status"] for r in killed] == ["running"]  # never recorded as done
+    cli(conf, "run", TINY)
+    after = q(chain, "SELECT * FROM step_runs WHERE id > ? AND step = 'calibrate' ORDER BY id", [before])
+    assert [r["status"] for r in after] == ["interrupted", "done"]
+    sdir = next((chain["root"] / "work" / "ptiny").iterdir())
+    assert not list(sdir.rglob("*.tmp-*"))
+    st = json.loads(cli(conf, "status", "--json").stdout)
+    assert {s["key"]: s["state"] for s in st["sessions"]}[TINY] == "done"
+
+
+def test_source_tree_untouched(chain):
+    assert tree_checksums(chain["storage"]) == chain["before"]

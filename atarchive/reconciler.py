@@ -77,6 +77,22 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _install(step, ctx: RunContext) -> None:
+    """Rename each temporary output into place (replacing an older product)."""
+    for final in ctx.unit.spec.outputs:
+        tmp = ctx.tmp[final]
+        if not tmp.exists():
+            raise PermanentStepError(f"{step.name} reported success but wrote no {final.name}")
+        if final.exists() or final.is_symlink():
+            old = naming.tmp_path(final, "old")
+            _remove(old)
+            final.rename(old)
+            tmp.rename(final)
+            _remove(old)
+        else:
+            tmp.rename(final)
+
+
 class Reconciler:
     def __init__(self, cfg: Config, cat: Catalogue, *, log: Callable[[str], None] | None = None,
                  stop: threading.Event | None = None, executor=None):
@@ -113,23 +129,33 @@ class Reconciler:
         summary = RunSummary(interrupted_cleaned=self.recover())
         ids = None if sessions is None else {s["id"] for s in sessions}
         workers = self.cfg.execution.n_workers()
-        inflight: dict[Future, tuple[int, PlannedUnit, RunContext, int]] = {}
+        inflight: dict[Future, list[tuple[int, PlannedUnit, RunContext, int]]] = {}
         inflight_keys: set[tuple] = set()
         runs_here: dict[tuple, int] = {}  # (session, step, unit) → runs started in this call
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
         wake = wake or threading.Event()
+
+        def record(entries, outcomes):
+            for (sid, u, ctx, run_id), outcome in zip(entries, outcomes):
+                inflight_keys.discard((sid, u.step, u.key))
+                rec = self._finish(outcome, sid, u, ctx, run_id)
+                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+                if on_event:
+                    on_event("finish", rec)
+
         try:
             while True:
                 soonest = None
                 paused = pause() if pause else None
-                if not self.stop.is_set() and not paused:
+                if not self.stop.is_set() and not paused and len(inflight) < workers:
                     wake.clear()
                     rows = [s for s in self.cat.sessions() if (ids is None or s["id"] in ids)
                             and (session_filter is None or session_filter(s))]
                     plans = plan_all(self.cat, self.cfg, rows)
                     for p in plans:
                         sid = p.session["id"]
-                        if len(inflight) >= workers:
+                        free = workers - len(inflight)
+                        if free <= 0:
                             break
                         todo = [u for u in p.pending() if (sid, u.step, u.key) not in inflight_keys
                                 and STEP_NAMES.index(u.step) <= last_step]
@@ -141,14 +167,15 @@ class Reconciler:
                             soonest = t if soonest is None else min(soonest, t)
                         if not ready:
                             continue
-                        for u in ready[: max(0, workers - len(inflight))]:
-                            runs_here[(sid, u.step, u.key)] = runs_here.get((sid, u.step, u.key), 0) + 1
-                            fut, ctx, run_id = self._submit(pool, p, u)
-                            inflight[fut] = (sid, u, ctx, run_id)
-                            inflight_keys.add((sid, u.step, u.key))
-                            if on_event:
-                                on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
-                                                   "reason": u.reason})
+                        for batch in self._batches(ready, free):
+                            for u in batch:
+                                runs_here[(sid, u.step, u.key)] = runs_here.get((sid, u.step, u.key), 0) + 1
+                                inflight_keys.add((sid, u.step, u.key))
+                                if on_event:
+                                    on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
+                                                       "reason": u.reason})
+                            fut, entries = self._submit(pool, p, batch)
+                            inflight[fut] = entries
                 if not inflight:
                     if self.stop.is_set() or once:
                         break
@@ -161,112 +188,142 @@ class Reconciler:
                     continue
                 done, _ = wait(list(inflight), timeout=1.0, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    sid, u, ctx, run_id = inflight.pop(fut)
-                    inflight_keys.discard((sid, u.step, u.key))
-                    rec = self._finish(fut, sid, u, ctx, run_id)
-                    (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
-                    if on_event:
-                        on_event("finish", rec)
+                    record(inflight.pop(fut), fut.result())
                 if self.stop.is_set() and inflight:
-                    self._drain(inflight, summary, grace_seconds, on_event)
+                    self._drain(inflight, record, grace_seconds)
                     break
                 if once and not inflight:
                     break
         finally:
-            for _, _, ctx, _ in inflight.values():
-                ctx.cancel.set()
+            for entries in inflight.values():
+                for _, _, ctx, _ in entries:
+                    ctx.cancel.set()
             pool.shutdown(wait=True)
-            for fut, (sid, u, ctx, run_id) in list(inflight.items()):
-                rec = self._finish(fut, sid, u, ctx, run_id)
-                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+            for fut, entries in list(inflight.items()):
+                record(entries, fut.result())
             inflight.clear()
         return summary
 
-    def _drain(self, inflight, summary: RunSummary, grace_seconds: float, on_event) -> None:
+    def _batches(self, ready: list[PlannedUnit], free: int) -> list[list[PlannedUnit]]:
+        """Units of one step share child processes when the step allows it: at most ``free`` batches."""
+        step = BY_NAME[ready[0].step]
+        if not step.batchable or len(ready) == 1:
+            return [[u] for u in ready[:free]]
+        n = min(free, len(ready))
+        return [ready[i::n] for i in range(n)]
+
+    def _drain(self, inflight, record, grace_seconds: float) -> None:
         """Stop requested: let running units finish within the grace period, then cancel the rest."""
         deadline = time.time() + grace_seconds
         while inflight and time.time() < deadline:
             done, _ = wait(list(inflight), timeout=min(1.0, max(0.01, deadline - time.time())),
                            return_when=FIRST_COMPLETED)
             for fut in done:
-                sid, u, ctx, run_id = inflight.pop(fut)
-                rec = self._finish(fut, sid, u, ctx, run_id)
-                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
-                if on_event:
-                    on_event("finish", rec)
-        for _, _, ctx, _ in inflight.values():
-            ctx.cancel.set()
+                record(inflight.pop(fut), fut.result())
+        for entries in inflight.values():
+            for _, _, ctx, _ in entries:
+                ctx.cancel.set()
 
-    # -- one unit ---------------------------------------------------------------------------
-    def _submit(self, pool: ThreadPoolExecutor, plan: SessionPlan, u: PlannedUnit):
+    # -- units ------------------------------------------------------------------------------
+    def _submit(self, pool: ThreadPoolExecutor, plan: SessionPlan, batch: list[PlannedUnit]):
         view = plan.view
-        step = BY_NAME[u.step]
-        token = uuid.uuid4().hex[:8]
+        step = BY_NAME[batch[0].step]
         sdir = view.sdir
-        log_path = naming.log_path(sdir, u.step, u.key)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        run_id = self.cat.start_run(
-            session_id=view.session["id"], step=u.step, unit=u.key, fingerprint=u.fingerprint,
-            version=u.version, params=u.spec.params, inputs=u.spec.inputs, versions=u.versions,
-            reason=u.reason, attempt=u.attempt, log_path=str(log_path), owner=self.owner,
-        )
         products: dict[str, list[dict]] = {}
         for p in self.cat.products(view.session["id"]):
             p = dict(p)
             p["meta"] = json.loads(p["meta"] or "{}")
             products.setdefault(p["step"], []).append(p)
-        ctx = RunContext(
-            view=view, unit=u, tmp={o: naming.tmp_path(o, token) for o in u.spec.outputs}, log_path=log_path,
-            workdir=naming.casa_workdir(sdir, u.step, u.key) / token, cancel=threading.Event(),
-            on_start=lambda pid, rid=run_id: self._pid_started(rid, pid), products=products,
-        )
-        self.log(f"{view.key}: {u.step} {u.key or ''} → {u.reason}".replace("  ", " "))
-        fut = pool.submit(self._execute, step, ctx)
-        return fut, ctx, run_id
+        cancel = threading.Event()
+        entries = []
+        for u in batch:
+            token = uuid.uuid4().hex[:8]
+            log_path = naming.log_path(sdir, u.step, u.key)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            run_id = self.cat.start_run(
+                session_id=view.session["id"], step=u.step, unit=u.key, fingerprint=u.fingerprint,
+                version=u.version, params=u.spec.params, inputs=u.spec.inputs, versions=u.versions,
+                reason=u.reason, attempt=u.attempt, log_path=str(log_path), owner=self.owner,
+            )
+            ctx = RunContext(
+                view=view, unit=u, tmp={o: naming.tmp_path(o, token) for o in u.spec.outputs}, log_path=log_path,
+                workdir=naming.casa_workdir(sdir, u.step, u.key) / token, cancel=cancel, products=products,
+            )
+            entries.append((view.session["id"], u, ctx, run_id))
+            self.log(f"{view.key}: {u.step} {u.key or ''} → {u.reason}".replace("  ", " "))
+        ids = [e[3] for e in entries]
+        for _, _, ctx, _ in entries:
+            ctx.on_start = lambda pid, ids=ids: self._pid_started(ids, pid)
+        fut = pool.submit(self._execute_batch, step, [e[2] for e in entries], self.cfg)
+        return fut, entries
 
-    def _pid_started(self, run_id: int, pid: int) -> None:
+    def _pid_started(self, run_ids: list[int], pid: int) -> None:
         # Called from a worker thread: record it through a fresh short connection.
         try:
             with Catalogue(self.cat.path) as c:
-                c.conn.execute("UPDATE step_runs SET worker_pid = ? WHERE id = ?", [pid, run_id])
+                c.conn.executemany("UPDATE step_runs SET worker_pid = ?, started = ? WHERE id = ?",
+                                   [[pid, time.time(), r] for r in run_ids])
         except Exception:  # noqa: BLE001 - bookkeeping only
             pass
 
     @staticmethod
-    def _execute(step, ctx: RunContext) -> StepResult:
-        outputs = ctx.unit.spec.outputs
-        for final in outputs:
-            for left in naming.tmp_leftovers(final):
-                _remove(left)
-            final.parent.mkdir(parents=True, exist_ok=True)
-        ctx.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            result = step.run(ctx)
-            for final in outputs:
-                tmp = ctx.tmp[final]
-                if not tmp.exists():
-                    raise PermanentStepError(f"{step.name} reported success but wrote no {final.name}")
-                if final.exists() or final.is_symlink():
-                    old = naming.tmp_path(final, "old")
-                    _remove(old)
-                    final.rename(old)
-                    tmp.rename(final)
-                    _remove(old)
-                else:
-                    tmp.rename(final)
-            step.after_success(ctx, result)
-            return result
-        except OSError as err:
-            raise TemporaryStepError(f"{type(err).__name__}: {err}") from err
-        finally:
-            for final in outputs:
+    def _execute_batch(step, ctxs: list[RunContext], cfg: Config) -> list:
+        """Prepare every unit, run their child calls in one child process, collect and rename outputs.
+        Returns per unit a StepResult or the exception it failed with."""
+        from .casa.runner import run_batch_in_child
+
+        outcomes: list = [None] * len(ctxs)
+        calls, idx = [], []
+        for i, ctx in enumerate(ctxs):
+            try:
+                for final in ctx.unit.spec.outputs:
+                    for left in naming.tmp_leftovers(final):
+                        _remove(left)
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                ctx.workdir.mkdir(parents=True, exist_ok=True)
+                func, kwargs = step.prepare(ctx)
+                calls.append({"func": func, "kwargs": kwargs, "log_path": ctx.log_path})
+                idx.append(i)
+            except OSError as err:
+                outcomes[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
+            except Exception as err:  # noqa: BLE001 - recorded per unit
+                outcomes[i] = err
+        if calls:
+            first = ctxs[idx[0]]
+            try:
+                results = run_batch_in_child(calls, workdir=first.workdir,
+                                             timeout=cfg.execution.step_timeout_s or None,
+                                             on_start=first.on_start, cancel=first.cancel)
+            except Exception as err:  # noqa: BLE001
+                results = [err] * len(calls)
+            for i, res in zip(idx, results):
+                ctx = ctxs[i]
+                if isinstance(res, Exception):
+                    outcomes[i] = res
+                    continue
+                try:
+                    result = step.collect(ctx, res)
+                    _install(step, ctx)
+                    step.after_success(ctx, result)
+                    outcomes[i] = result
+                except OSError as err:
+                    outcomes[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
+                except Exception as err:  # noqa: BLE001
+                    outcomes[i] = err
+        for ctx in ctxs:
+            for final in ctx.unit.spec.outputs:
                 _remove(ctx.tmp[final])
             shutil.rmtree(ctx.workdir, ignore_errors=True)
+        return outcomes
 
-    def _finish(self, fut: Future, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
+    def _finish(self, outcome, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
         rec = {"session": ctx.view.key, "step": u.step, "unit": u.key, "run_id": run_id}
         try:
-            result: StepResult = fut.result()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome is None:
+                raise TemporaryStepError("no outcome (worker stopped)")
+            result: StepResult = outcome
         except BaseException as err:  # noqa: BLE001 - every failure is recorded
             temporary = isinstance(err, TemporaryStepError) or not isinstance(err, StepError)
             if ctx.cancel.is_set():

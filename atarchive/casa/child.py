@@ -37,20 +37,15 @@ def offline_astropy() -> None:
         pass
 
 
-def main(argv: list[str]) -> int:
-    with open(argv[1]) as fh:
-        spec = json.load(fh)
-    out = {"ok": False}
-    try:
-        offline_astropy()
-        os.environ["ATARCHIVE_CASA_LOG"] = spec["log"]
-        mod_name, _, fn_name = spec["func"].partition(":")
-        mod = importlib.import_module(mod_name)
-        res = getattr(mod, fn_name)(**spec["kwargs"])
-        out = {"ok": True, "result": res}
-    except BaseException as err:  # noqa: BLE001 - report everything to the parent
-        from atarchive.errors import PermanentStepError, TemporaryStepError
+def _call(c: dict) -> dict:
+    from atarchive.errors import PermanentStepError, TemporaryStepError
 
+    os.environ["ATARCHIVE_CASA_LOG"] = c["log"]
+    try:
+        mod_name, _, fn_name = c["func"].partition(":")
+        mod = importlib.import_module(mod_name)
+        return {"ok": True, "result": getattr(mod, fn_name)(**c["kwargs"])}
+    except BaseException as err:  # noqa: BLE001 - report everything to the parent
         if isinstance(err, PermanentStepError):
             kind = "permanent"
         elif isinstance(err, TemporaryStepError) or (
@@ -59,12 +54,27 @@ def main(argv: list[str]) -> int:
             kind = "temporary"
         else:
             kind = "error"
-        out = {"ok": False, "kind": kind, "type": type(err).__name__, "message": str(err) or type(err).__name__,
-               "traceback": traceback.format_exc()}
         traceback.print_exc()
-    with open(spec["result"], "w") as fh:
-        json.dump(out, fh, default=_jsonable)
-    sys.stdout.flush()
+        return {"ok": False, "kind": kind, "type": type(err).__name__, "message": str(err) or type(err).__name__,
+                "traceback": traceback.format_exc()}
+
+
+def main(argv: list[str]) -> int:
+    """Run the calls of SPEC in order; each call's stdout/stderr and CASA log go to its own log file."""
+    with open(argv[1]) as fh:
+        spec = json.load(fh)
+    offline_astropy()
+    for c in spec["calls"]:
+        with open(c["log"], "a") as log:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        out = _call(c)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(c["result"], "w") as fh:
+            json.dump(out, fh, default=_jsonable)
     return 0
 
 

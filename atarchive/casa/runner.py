@@ -38,24 +38,44 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
                  env: dict | None = None, on_start: Callable[[int], None] | None = None,
                  cancel: threading.Event | None = None) -> dict:
     """Call ``module:function(**kwargs)`` in a child process and return its (JSON) result."""
+    (out,) = run_batch_in_child([{"func": func, "kwargs": kwargs, "log_path": log_path}], workdir=workdir,
+                                timeout=timeout, env=env, on_start=on_start, cancel=cancel)
+    if isinstance(out, Exception):
+        raise out
+    return out
+
+
+def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | None = None, env: dict | None = None,
+                       on_start: Callable[[int], None] | None = None,
+                       cancel: threading.Event | None = None) -> list:
+    """Run several calls ({func, kwargs, log_path}) one after the other in ONE child process (imports
+    of pyuvdata/CASA are paid once). Returns, per call, its result or the StepError it raised.
+    ``timeout`` is per call."""
     workdir = Path(workdir)
-    log_path = Path(log_path)
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     fd, spec_path = tempfile.mkstemp(prefix="call-", suffix=".json", dir=workdir)
-    result_path = spec_path[:-5] + ".result.json"
+    items = []
+    for i, c in enumerate(calls):
+        log = Path(c["log_path"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as fh:
+            fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {c['func']} (pid {os.getpid()} → child)\n")
+        items.append({"func": c["func"], "kwargs": c["kwargs"], "log": str(log),
+                      "result": spec_path[:-5] + f".result{i}.json"})
     with os.fdopen(fd, "w") as fh:
-        json.dump({"func": func, "kwargs": kwargs, "result": result_path, "log": str(log_path)}, fh)
-    with open(log_path, "a") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {func} (pid {os.getpid()} → child)\n")
-        log.flush()
+        json.dump({"calls": items}, fh)
+    first_log = open(items[0]["log"], "a")
+    try:
         proc = subprocess.Popen([sys.executable, "-m", "atarchive.casa.child", spec_path], cwd=workdir,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                stdout=first_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_env(env), start_new_session=True, preexec_fn=_die_with_parent)
+    finally:
+        first_log.close()
     if on_start:
         on_start(proc.pid)
     t0 = time.time()
     killed = None
+    limit = timeout * len(calls) if timeout else None
     while True:
         try:
             proc.wait(timeout=0.2)
@@ -64,45 +84,53 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
             pass
         if cancel is not None and cancel.is_set():
             killed = "cancelled"
-        elif timeout and time.time() - t0 > timeout:
-            killed = f"timed out after {timeout:.0f} s"
+        elif limit and time.time() - t0 > limit:
+            killed = f"timed out after {limit:.0f} s"
         if killed:
             _kill_group(proc)
             break
     rc = proc.returncode
+    outs = []
     try:
-        if killed:
-            raise TemporaryStepError(f"{func} {killed}")
-        try:
-            with open(result_path) as fh:
-                res = json.load(fh)
-        except (OSError, ValueError):
-            res = None
-        if res is None:
-            how = f"killed by signal {signal.Signals(-rc).name}" if rc and rc < 0 else f"exited with code {rc}"
-            raise TemporaryStepError(f"{func}: child process {how} without a result\n{_tail(log_path)}")
-        if res.get("ok"):
-            return res["result"]
-        kind = res.get("kind")
-        msg = res.get("message") or "unknown error"
-        if kind == "permanent":
-            raise PermanentStepError(msg)
-        if kind == "temporary":
-            raise TemporaryStepError(msg)
-        raise TemporaryStepError(f"{res.get('type', 'Error')}: {msg}\n{_tail(log_path, 10)}")
+        for it in items:
+            try:
+                with open(it["result"]) as fh:
+                    res = json.load(fh)
+            except (OSError, ValueError):
+                res = None
+            outs.append(_outcome(it, res, rc, killed))
+        return outs
     finally:
-        for p in (spec_path, result_path):
+        for p in [spec_path] + [it["result"] for it in items]:
             try:
                 os.unlink(p)
             except OSError:
                 pass
         for stray in workdir.glob("casa-*.log"):  # CASA ignores nologfile in some paths
             try:
-                with open(log_path, "a") as log, open(stray) as s:
+                with open(items[-1]["log"], "a") as log, open(stray) as s:
                     log.write(s.read())
                 stray.unlink()
             except OSError:
                 pass
+
+
+def _outcome(it: dict, res: dict | None, rc: int | None, killed: str | None):
+    func, log_path = it["func"], Path(it["log"])
+    if res is None:
+        if killed:
+            return TemporaryStepError(f"{func} {killed}")
+        how = f"killed by signal {signal.Signals(-rc).name}" if rc and rc < 0 else f"exited with code {rc}"
+        return TemporaryStepError(f"{func}: child process {how} without a result\n{_tail(log_path)}")
+    if res.get("ok"):
+        return res["result"]
+    kind = res.get("kind")
+    msg = res.get("message") or "unknown error"
+    if kind == "permanent":
+        return PermanentStepError(msg)
+    if kind == "temporary":
+        return TemporaryStepError(msg)
+    return TemporaryStepError(f"{res.get('type', 'Error')}: {msg}\n{_tail(log_path, 10)}")
 
 
 def _die_with_parent() -> None:

@@ -133,8 +133,21 @@ class Step:
     def units(self, view: SessionView, up: dict[str, dict[str, PlannedUnit]]) -> list[UnitSpec]:
         raise NotImplementedError
 
-    def run(self, ctx: RunContext) -> StepResult:
+    batchable: bool = False  # many small units may share one child process
+
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
+        """Parent-side work before the child runs; returns the child call ("module:function", kwargs)."""
         raise NotImplementedError
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        """Turn the child's result into products."""
+        return StepResult([{"kind": self.name, "path": ctx.unit.spec.outputs[0], "meta": res}], res)
+
+    def run(self, ctx: RunContext) -> StepResult:
+        from ._child import call
+
+        func, kwargs = self.prepare(ctx)
+        return self.collect(ctx, call(func, kwargs, ctx))
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         """Called after outputs were renamed into place (e.g. to release inputs)."""

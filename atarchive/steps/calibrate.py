@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .. import naming
 from ..errors import PermanentStepError
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -62,7 +61,7 @@ class Calibrate(Step):
             for u in up["fix"].values()
         ]
 
-    def run(self, ctx: RunContext) -> StepResult:
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
         p = spec.params
         if not p["roles"]["flux_cals"]:
@@ -71,21 +70,20 @@ class Calibrate(Step):
                 f'[sessions."{ctx.view.key}"] flux_cals = ["..."]'
             )
         final = spec.outputs[0]
-        res = call(
-            "atarchive.casa.calstep:run",
-            {
-                "vis": spec.payload["vis"],
-                "outdir": str(ctx.out(final)),
-                "final_dir": str(final),
-                "roles": p["roles"],
-                "groups": p["groups"],
-                "lo_ranges": spec.payload["lo_ranges"],
-                "refant": p["refant"],
-                "exclude_antennas": p["exclude_antennas"],
-                "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
-            },
-            ctx,
-        )
+        return "atarchive.casa.calstep:run", {
+            "vis": spec.payload["vis"],
+            "outdir": str(ctx.out(final)),
+            "final_dir": str(final),
+            "roles": p["roles"],
+            "groups": p["groups"],
+            "lo_ranges": spec.payload["lo_ranges"],
+            "refant": p["refant"],
+            "exclude_antennas": p["exclude_antennas"],
+            "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
+        }
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        final = ctx.unit.spec.outputs[0]
         products = [{"kind": "caltables", "path": final, "meta": {"refant": res.get("refant")}}]
         for sp in res.get("splits", []):
             products.append({"kind": "ms_1gc", "path": sp["path"], "meta": sp})

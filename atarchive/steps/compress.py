@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -34,22 +33,21 @@ class Compress(Step):
             )
         return out
 
-    def run(self, ctx: RunContext) -> StepResult:
+    batchable = True
+
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
-        final = spec.outputs[0]
         p = spec.params
-        res = call(
-            "atarchive.casa.flagavg:compress",
-            {
-                "in_ms": spec.payload["in_ms"],
-                "out_ms": str(ctx.out(final)),
-                "timebin_s": p["timebin_s"],
-                "chanbin": p["chanbin"],
-                "flagger": p["flagger"],
-            },
-            ctx,
-        )
-        return StepResult([{"kind": "ms_averaged", "path": final, "meta": res}], res)
+        return "atarchive.casa.flagavg:compress", {
+            "in_ms": spec.payload["in_ms"],
+            "out_ms": str(ctx.out(spec.outputs[0])),
+            "timebin_s": p["timebin_s"],
+            "chanbin": p["chanbin"],
+            "flagger": p["flagger"],
+        }
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        return StepResult([{"kind": "ms_averaged", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         if not ctx.view.cfg.steps.compress.keep_fullres:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .. import naming
 from ..errors import PermanentStepError
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -49,7 +48,7 @@ class Concat(Step):
             )
         ]
 
-    def run(self, ctx: RunContext) -> StepResult:
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
         if not spec.payload["in_ms"]:
             raise PermanentStepError("nothing to concatenate: every scan was dropped or excluded")
@@ -59,9 +58,11 @@ class Concat(Step):
             log.write(f"atarchive concat: rule flux_cal_scans={rule}; {len(spec.payload['in_ms'])} MSs in\n")
             for stem, why in sorted(spec.payload["why_dropped"].items()):
                 log.write(f"atarchive concat: dropped {stem}: {why}\n")
-        final = spec.outputs[0]
-        res = call(
-            "atarchive.casa.combine:concat", {"in_ms": spec.payload["in_ms"], "out_ms": str(ctx.out(final))}, ctx
-        )
-        res["dropped"] = spec.payload["why_dropped"]
-        return StepResult([{"kind": "ms_concat", "path": final, "meta": res}], res)
+        return "atarchive.casa.combine:concat", {
+            "in_ms": spec.payload["in_ms"],
+            "out_ms": str(ctx.out(spec.outputs[0])),
+        }
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        res["dropped"] = ctx.unit.spec.payload["why_dropped"]
+        return StepResult([{"kind": "ms_concat", "path": ctx.unit.spec.outputs[0], "meta": res}], res)

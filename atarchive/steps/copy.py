@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .. import naming
 from ..fingerprint import files_digest
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -44,13 +43,16 @@ class Copy(Step):
                 )
         return out
 
-    def run(self, ctx: RunContext) -> StepResult:
+    batchable = True
+
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
-        final = spec.outputs[0]
         chunk = ctx.view.cfg.steps.copy_.times_per_chunk or None
-        res = call(
-            "atarchive.casa.convert:uvh5_to_ms",
-            {"files": spec.payload["files"], "out_ms": str(ctx.out(final)), "times_per_chunk": chunk},
-            ctx,
-        )
-        return StepResult([{"kind": "ms_fullres", "path": final, "meta": res}], res)
+        return "atarchive.casa.convert:uvh5_to_ms", {
+            "files": spec.payload["files"],
+            "out_ms": str(ctx.out(spec.outputs[0])),
+            "times_per_chunk": chunk,
+        }
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        return StepResult([{"kind": "ms_fullres", "path": ctx.unit.spec.outputs[0], "meta": res}], res)

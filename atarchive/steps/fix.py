@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -28,12 +27,11 @@ class Fix(Step):
             for u in up["concat"].values()
         ]
 
-    def run(self, ctx: RunContext) -> StepResult:
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
-        final = spec.outputs[0]
-        tmp = ctx.out(final)
+        tmp = ctx.out(spec.outputs[0])
         shutil.copytree(spec.payload["in_ms"], tmp, symlinks=True)
-        res = call(
-            "atarchive.casa.scans:fix_scan_numbers", {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]}, ctx
-        )
-        return StepResult([{"kind": "ms_fixed", "path": final, "meta": res}], res)
+        return "atarchive.casa.scans:fix_scan_numbers", {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]}
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        return StepResult([{"kind": "ms_fixed", "path": ctx.unit.spec.outputs[0], "meta": res}], res)

@@ -8,7 +8,6 @@ import time
 
 from .. import calibrators, naming
 from ..errors import PermanentStepError
-from ._child import call
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
@@ -43,7 +42,9 @@ class Image(Step):
                     )
         return out
 
-    def run(self, ctx: RunContext) -> StepResult:
+    batchable = True
+
+    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
         pl = spec.payload
         splits = [
@@ -54,24 +55,22 @@ class Image(Step):
         if not splits:
             raise PermanentStepError(f"calibrate produced no split MS for field {pl['field']!r}")
         final = spec.outputs[0]
-        res = call(
-            "atarchive.casa.imgstep:run",
-            {
-                "candidates": [p["path"] for p in splits],
-                "lo_range": pl["lo_range"],
-                "outdir": str(ctx.out(final)),
-                "final_dir": str(final),
-                "name": naming.safe(pl["field"]),
-                "kind": spec.params["kind"],
-                "params": spec.params,
-            },
-            ctx,
-        )
+        return "atarchive.casa.imgstep:run", {
+            "candidates": [p["path"] for p in splits],
+            "lo_range": pl["lo_range"],
+            "outdir": str(ctx.out(final)),
+            "final_dir": str(final),
+            "name": naming.safe(pl["field"]),
+            "kind": spec.params["kind"],
+            "params": spec.params,
+        }
+
+    def collect(self, ctx: RunContext, res: dict) -> StepResult:
+        pl = ctx.unit.spec.payload
         if pl["standard"] and res.get("freq_hz"):
             res["model_flux_jy"] = float(calibrators.pb2017_flux(pl["standard"], res["freq_hz"]))
         res.update(_field=pl["field"], _lo=pl["lo"], _role=pl["role"])
-        products = [{"kind": "image", "path": final, "meta": res}]
-        return StepResult(products, res)
+        return StepResult([{"kind": "image", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
 
     def record(self, cat, session_id: int, run_id: int, result: StepResult) -> None:
         res = result.result

@@ -32,7 +32,6 @@ class DaemonConfig(_Strict):
     heartbeat_seconds: float = Field(5.0, gt=0)
     grace_seconds: float = Field(60.0, ge=0, description="on SIGTERM, running steps get this long before being killed")
     min_free_gb: float = Field(5.0, ge=0, description="pause new work while the work root has less free space")
-    delete_intermediates: bool = Field(False, description="remove per-scan MSs once the fixed MS exists")
 
 
 class CopyConfig(_Strict):
@@ -92,8 +91,6 @@ class StepsConfig(_Strict):
 
 class ExecutionConfig(_Strict):
     workers: int = Field(0, ge=0, description="parallel step units; 0 = number of cores")
-    executor: Literal["local", "dask"] = "local"
-    dask_scheduler: str | None = None
     max_attempts: int = Field(3, ge=1)
     retry_backoff_s: float = Field(5.0, ge=0)
     step_timeout_s: float = Field(0.0, ge=0, description="0 = no limit")

@@ -95,13 +95,12 @@ def _install(step, ctx: RunContext) -> None:
 
 class Reconciler:
     def __init__(self, cfg: Config, cat: Catalogue, *, log: Callable[[str], None] | None = None,
-                 stop: threading.Event | None = None, executor=None):
+                 stop: threading.Event | None = None):
         self.cfg = cfg
         self.cat = cat
         self.log = log or (lambda msg: None)
         self.stop = stop or threading.Event()
         self.owner = owner_id()
-        self.executor = executor
 
     # -- public -----------------------------------------------------------------------------
     def plan(self, sessions: list[dict] | None = None) -> list[SessionPlan]:

@@ -295,5 +295,25 @@ def test_killed_run_leaves_nothing_done_and_next_run_finishes(chain):
     assert {s["key"]: s["state"] for s in st["sessions"]}[TINY] == "done"
 
 
+def test_session_override_excludes_an_antenna(chain):
+    conf = chain["conf"]
+    text = conf.read_text()
+    ant = chain["truths"]["two-targets-wide"]["antennas"][2]
+    conf.write_text(text + f'[sessions."{WIDE}"]\nexclude_antennas = ["{ant}"]\n')
+    try:
+        ex = json.loads(cli(conf, "explain", WIDE, "--json").stdout)
+        by = {s["step"]: s for s in ex["steps"]}
+        assert by["calibrate"]["reason"] == f'params changed: calibrate.exclude_antennas []→["{ant}"]'
+        cli(conf, "run", WIDE)
+        cal = q(chain, "SELECT r.result FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                       "WHERE s.key = ? AND r.step = 'calibrate' AND r.status = 'done' ORDER BY r.id DESC LIMIT 1",
+                [WIDE])
+        res = json.loads(cal[0]["result"])
+        assert res["excluded_antennas"] == [ant] and res["refant_name"] != ant
+        _check_fluxes(chain, WIDE, chain["truths"]["two-targets-wide"])
+    finally:
+        conf.write_text(text)
+
+
 def test_source_tree_untouched(chain):
     assert tree_checksums(chain["storage"]) == chain["before"]

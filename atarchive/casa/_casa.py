@@ -21,3 +21,29 @@ def table(path: str, *, readonly: bool = True):
     tb = ct.table()
     tb.open(path, nomodify=readonly)
     return tb
+
+
+def nrows(path: str) -> int:
+    tb = table(path)
+    try:
+        return int(tb.nrows())
+    finally:
+        tb.close()
+
+
+def column(path: str, name: str) -> list:
+    """One column of a (sub)table as a list, e.g. column(ms + "/FIELD", "NAME")."""
+    tb = table(path)
+    try:
+        return list(tb.getcol(name))
+    finally:
+        tb.close()
+
+
+def spw_ranges(ms: str) -> list[list[float]]:
+    """[min, max] channel frequency of every spectral window."""
+    tb = table(ms + "/SPECTRAL_WINDOW")
+    try:
+        return [[float(f.min()), float(f.max())] for f in (tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows()))]
+    finally:
+        tb.close()

@@ -27,7 +27,7 @@ from .. import calibrators, naming
 from ..errors import PermanentStepError
 from ._casa import casa, table
 
-DEFAULTS = {"solint_short": "int", "minsnr": 3.0, "rflag": True, "uvrange": ""}
+DEFAULTS = {"solint_short": "int", "minsnr": 3.0, "rflag": True, "uvrange": "", "antenna": ""}
 
 
 def _spw_info(vis: str) -> list[dict]:
@@ -93,7 +93,8 @@ def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], ph
                         scalebychan=True, usescratch=True)
                 setjy_out[str(fc["field_id"])][str(i)] = {"flux_jy": flux, "spix": spix,
                                                           "freq_hz": spws[i]["centre"], "model": fc["standard"]}
-        common = {"vis": vis, "refant": ref, "minsnr": p["minsnr"], "uvrange": p["uvrange"]}
+        # antenna: "" (all) or "0,1,2&" = cross-correlations among the antennas kept (exclusions in config)
+        common = {"vis": vis, "refant": ref, "minsnr": p["minsnr"], "uvrange": p["uvrange"], "antenna": p["antenna"]}
         t.gaincal(caltable=tab["G0"], field=fc_sel, spw=_central_channels(spws, ids), calmode="p",
                   solint=p["solint_short"], gaintype="G", **common)
         _need(tab["G0"], "G0 (initial phase on the flux calibrator)")
@@ -136,7 +137,7 @@ def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], ph
     all_spw = ",".join(str(i) for ids in spw_groups for i in ids)
     for f, role in roles:
         out = os.path.join(splitdir, naming.split_name(f["name"]))
-        t.split(vis=vis, outputvis=out, field=str(f["field_id"]), spw=all_spw, antenna="!*&&&",
+        t.split(vis=vis, outputvis=out, field=str(f["field_id"]), spw=all_spw, antenna=p["antenna"] or "!*&&&",
                 datacolumn="corrected", keepflags=False)
         if not os.path.isdir(out):
             raise PermanentStepError(f"split of field {f['name']!r} produced nothing (all flagged?)")

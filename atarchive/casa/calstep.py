@@ -10,34 +10,15 @@ import os
 
 import numpy as np
 
-
-def _table(path: str):
-    from casatools import table
-
-    tb = table()
-    tb.open(path)
-    return tb
+from ._casa import column, spw_ranges, table
 
 
 def field_ids(vis: str) -> dict[str, int]:
-    tb = _table(os.path.join(vis, "FIELD"))
-    try:
-        names = list(tb.getcol("NAME"))
-    finally:
-        tb.close()
-    return {n: i for i, n in enumerate(names)}
+    return {n: i for i, n in enumerate(column(os.path.join(vis, "FIELD"), "NAME"))}
 
 
-def spw_freqs(vis: str) -> list[tuple[float, float]]:
-    tb = _table(os.path.join(vis, "SPECTRAL_WINDOW"))
-    try:
-        out = []
-        for i in range(tb.nrows()):
-            f = tb.getcell("CHAN_FREQ", i)
-            out.append((float(np.min(f)), float(np.max(f))))
-    finally:
-        tb.close()
-    return out
+def spw_freqs(vis: str) -> list[list[float]]:
+    return spw_ranges(vis)
 
 
 def spws_for_lo(spws: list[tuple[float, float]], lo_range: list[float]) -> list[int]:
@@ -46,17 +27,13 @@ def spws_for_lo(spws: list[tuple[float, float]], lo_range: list[float]) -> list[
 
 
 def antenna_names(vis: str) -> list[str]:
-    tb = _table(os.path.join(vis, "ANTENNA"))
-    try:
-        return list(tb.getcol("NAME"))
-    finally:
-        tb.close()
+    return column(os.path.join(vis, "ANTENNA"), "NAME")
 
 
 def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
     """Antenna with the most unflagged cross-correlation data; ties broken by distance to the
     array centre. Returns (antenna ID, reason)."""
-    tb = _table(vis)
+    tb = table(vis)
     try:
         a1 = tb.getcol("ANTENNA1")
         a2 = tb.getcol("ANTENNA2")
@@ -73,7 +50,7 @@ def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
             np.add.at(good, b2[cross], frac[cross])
     finally:
         tb.close()
-    ta = _table(os.path.join(vis, "ANTENNA"))
+    ta = table(os.path.join(vis, "ANTENNA"))
     try:
         pos = ta.getcol("POSITION").T[:n]
     finally:
@@ -123,11 +100,16 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
             spw_groups.append(ids)
     os.makedirs(outdir, exist_ok=True)
     splitdir = os.path.join(outdir, "split")
+    if ref in excl:
+        raise PermanentStepError(f"refant {names[ref]} is also in exclude_antennas")
+    keep = [i for i in range(len(names)) if i not in excl]
+    params = {**params, "antenna": (",".join(map(str, keep)) + "&") if excl else ""}
     res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
                           targets=targets, refant=ref, spw_groups=spw_groups, params=params)
     # Paths are reported where they will be after the reconciler renames outdir → final_dir.
     for sp in res.get("splits", []):
         sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))
     res.update(refant=ref, refant_name=names[ref], refant_reason=why, field_ids=fids,
+               excluded_antennas=[names[i] for i in excl],
                spw_groups=spw_groups, antennas=names)
     return res

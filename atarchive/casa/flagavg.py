@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PermanentStepError
-from ._casa import casa, table
+from ._casa import casa, column, nrows, table
 
 
 def flagged_fraction(ms: str) -> float:
@@ -85,15 +85,6 @@ def compress(in_ms: str, out_ms: str, *, timebin_s: float, chanbin: int, flagger
     if chanbin and chanbin > 1:
         kw.update(chanaverage=True, chanbin=int(chanbin))
     tasks.mstransform(vis=in_ms, outputvis=out_ms, datacolumn="data", keepflags=True, **kw)
-    tb = table(out_ms)
-    try:
-        nrows = tb.nrows()
-    finally:
-        tb.close()
-    sw = table(out_ms + "/SPECTRAL_WINDOW")
-    try:
-        nchan = [int(x) for x in sw.getcol("NUM_CHAN")]
-    finally:
-        sw.close()
+    nchan = [int(x) for x in column(out_ms + "/SPECTRAL_WINDOW", "NUM_CHAN")]
     return {"flagger": used, "flagged_fraction_before": before, "flagged_fraction_after": after,
-            "nrows": nrows, "nchan": nchan, "timebin_s": timebin_s, "chanbin": chanbin}
+            "nrows": nrows(out_ms), "nchan": nchan, "timebin_s": timebin_s, "chanbin": chanbin}

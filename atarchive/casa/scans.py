@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PermanentStepError
-from ._casa import table
+from ._casa import column, table
 
 
 def scan_numbers(times: np.ndarray, fields: np.ndarray, max_gap_s: float) -> np.ndarray:
@@ -41,11 +41,7 @@ def fix_scan_numbers(ms: str, *, max_gap_s: float) -> dict:
         tb.flush()
     finally:
         tb.close()
-    fl = table(ms + "/FIELD")
-    try:
-        names = list(fl.getcol("NAME"))
-    finally:
-        fl.close()
+    names = column(ms + "/FIELD", "NAME")
     out = []
     for s in np.unique(scans):
         m = scans == s

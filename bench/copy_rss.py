@@ -1,0 +1,73 @@
+"""Peak memory of `copy` (uvh5 → MS for one scan × LO) for a short and a 4× longer scan.
+
+Each conversion runs in a fresh process and reports its own peak RSS (getrusage), the way the
+reconciler runs it. Usage: python bench/copy_rss.py [--antennas 24] [--channels 512] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import line, save  # noqa: E402
+
+
+def one(files: list[str], out: str) -> None:
+    from atarchive.casa.child import offline_astropy
+    from atarchive.casa.convert import uvh5_to_ms
+
+    offline_astropy()
+    t0 = time.perf_counter()
+    res = uvh5_to_ms(files, out)
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB
+    print(json.dumps({"peak_rss_mb": rss, "seconds": dt, "nbytes_in": res["nbytes_in"]}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--antennas", type=int, default=24)
+    ap.add_argument("--channels", type=int, default=512)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--one", nargs="+")
+    args = ap.parse_args()
+    if args.one:
+        one(args.one[:-1], args.one[-1])
+        return 0
+    from atarchive.simulate import preset, simulate
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mult in (("short", 1), ("long_4x", 4)):
+            spec = preset("tiny").model_copy(deep=True)
+            spec.n_antennas = args.antennas
+            spec.los = spec.los[:1]
+            spec.los[0].subbands = 4
+            spec.los[0].channels_per_subband = args.channels // 4
+            spec.scans = [spec.scans[0].model_copy(update={"duration_s": args.seconds * mult})]
+            spec.project = f"rss{label}"
+            res = simulate(spec, Path(tmp) / label)
+            r = subprocess.run([sys.executable, __file__, "--one", *map(str, res.files), str(Path(tmp) / f"{label}.ms")],
+                               capture_output=True, text=True, check=True)
+            out[label] = json.loads(r.stdout.strip().splitlines()[-1])
+            out[label]["uvh5_mb"] = out[label]["nbytes_in"] / 1e6
+    ratio = out["long_4x"]["peak_rss_mb"] / out["short"]["peak_rss_mb"]
+    save("copy_rss", {"antennas": args.antennas, "channels": args.channels, "seconds": args.seconds, **out,
+                      "ratio_long_to_short": ratio})
+    for k, v in out.items():
+        print(line(f"copy peak RSS, {k} scan ({v['uvh5_mb']:.0f} MB uvh5)", f"{v['peak_rss_mb']:.0f}", "MB", "-", True))
+        print(line(f"copy throughput, {k} scan", f"{v['uvh5_mb'] / v['seconds']:.0f}", "MB/s", ">= 200",
+                   v["uvh5_mb"] / v["seconds"] >= 200))
+    print(line("peak RSS long/short (flat in scan length?)", f"{ratio:.2f}", "x", "<= 2", ratio <= 2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

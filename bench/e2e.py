@@ -1,0 +1,61 @@
+"""End to end: simulate a preset, `scan`, `run`, and report the wall time of each step.
+
+Usage: python bench/e2e.py [--preset demo] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import line, save  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="demo")
+    ap.add_argument("--workers", type=int, default=0)
+    args = ap.parse_args()
+    exe = [sys.executable, "-m", "atarchive"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        conf = tmp / "atarchive.toml"
+        conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
+                        f"[scan]\nstable_seconds = 0\n[execution]\nworkers = {args.workers}\n"
+                        "[steps.image]\nmax_imsize = 256\n")
+        t0 = time.perf_counter()
+        subprocess.run([*exe, "simulate", "--preset", args.preset, "--out", str(tmp / "storage")], check=True,
+                       capture_output=True)
+        t_sim = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run([*exe, "--config", str(conf), "scan"], check=True, capture_output=True)
+        t_scan = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = subprocess.run([*exe, "--config", str(conf), "run"], capture_output=True, text=True)
+        t_run = time.perf_counter() - t0
+        conn = sqlite3.connect(tmp / "cat.db")
+        steps = {}
+        for step, n, first, last, busy in conn.execute(
+                "SELECT step, COUNT(*), MIN(started), MAX(finished), SUM(finished - started) FROM step_runs "
+                "WHERE status = 'done' GROUP BY step ORDER BY MIN(started)"):
+            steps[step] = {"units": n, "wall_s": round(last - first, 1), "unit_seconds": round(busy, 1)}
+        failed = conn.execute("SELECT COUNT(*) FROM step_runs WHERE status != 'done'").fetchone()[0]
+        data = {"preset": args.preset, "simulate_s": round(t_sim, 1), "scan_s": round(t_scan, 2),
+                "run_s": round(t_run, 1), "steps": steps, "failed_units": failed, "run_rc": r.returncode}
+        save(f"e2e_{args.preset}", data)
+        print(line(f"e2e {args.preset}: simulate", f"{t_sim:.1f}", "s", "-", True))
+        print(line(f"e2e {args.preset}: run (copy → image)", f"{t_run:.1f}", "s", "-", r.returncode == 0))
+        for k, v in steps.items():
+            print(line(f"  {k} ({v['units']} units)", f"{v['wall_s']:.1f}", "s wall", "-", True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

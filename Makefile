@@ -7,7 +7,7 @@ STAMP := $(VENV)/.atarchive-installed
 DEMO ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test demo bench clean doctor
+.PHONY: venv test demo bench clean doctor chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "atarchive needs Python 3.11 (casatools 6.7.0.31 wheels)")'
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The report test loads the QA page in headless Chromium: Debian's package, installed if missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian chromium (report test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the report browser test will fail"; }
 
 doctor: $(STAMP)
 	$(BIN)/atarchive doctor
@@ -31,6 +37,7 @@ demo: $(STAMP)
 	$(BIN)/atarchive --config examples/demo.toml status
 	$(BIN)/atarchive --config examples/demo.toml run
 	$(BIN)/atarchive --config examples/demo.toml fluxes
+	$(BIN)/atarchive --config examples/demo.toml report --list
 	@echo "catalogue: $(DEMO)/catalogue.db   products: $(DEMO)/work"
 
 bench: $(STAMP)

@@ -489,15 +489,23 @@ def daemon(obj: Ctx, max_seconds):
 # -- fluxes -------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("session", required=False)
-@click.option("--field", help="Only this field.")
+@click.option("--field", help="Only this field (case-insensitive).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+              help="With --field: plot measured/model flux across sessions to this PNG (a trend shows a "
+                   "failing antenna, delay model or system problem).")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def fluxes(obj: Ctx, session, field, as_json):
+def fluxes(obj: Ctx, session, field, plot_path, as_json):
     """Measured flux densities per field, LO and frequency (with the model flux for flux calibrators)."""
     sid = obj.cat.session(session)["id"] if session else None
     rows = obj.cat.flux_measurements(sid)
     if field:
-        rows = [r for r in rows if r["field"] == field]
+        rows = [r for r in rows if r["field"].lower() == field.lower()]
+    if plot_path:
+        if not field:
+            raise click.UsageError("--plot needs --field (e.g. --field 3C286)")
+        _flux_trend_plot(rows, field, plot_path)
+        err.print(f"plot: {plot_path}")
     keys = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
             "model_flux_jy", "ra_deg", "dec_deg", "method")
     rows = [{k: r.get(k) for k in keys} for r in rows]
@@ -517,6 +525,105 @@ def fluxes(obj: Ctx, session, field, as_json):
                   _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]), _fmt(r["model_flux_jy"]),
                   f"{ratio:.3f}" if ratio else "")
     out.print(t)
+
+
+# -- report -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("session", required=False)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser afterwards.")
+@click.option("--list", "list_only", is_flag=True, help="Only list the report pages that exist (no rebuild).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def report(obj: Ctx, session, open_browser, list_only, as_json):
+    """Write the session's QA page: reports/<project>/<session>/index.html under the work root.
+
+    Static HTML with figures (uv-coverage, elevations, scan timeline, bandpass, gains, flux
+    calibrator against its model, image thumbnails) and the step table. Works on a partly
+    processed or failed session too: it shows what exists. `run` also refreshes it as its last step.
+    """
+    import uuid
+
+    from . import naming
+    from .casa.runner import run_in_child
+    from .reconciler import install
+    from .report.build import build
+
+    cfg = obj.cfg
+    if list_only or not session:
+        if not list_only:
+            raise click.UsageError("name a SESSION to (re)build its report, or use --list")
+        pages = []
+        for s in obj.cat.sessions():
+            page = naming.report_dir(cfg.work_root, s["project"], s["name"]) / "index.html"
+            if page.exists():
+                pages.append({"session": s["key"], "path": str(page)})
+        if as_json:
+            _json(pages)
+        elif not pages:
+            out.print("no reports yet (`atarchive run` makes them after the image step)")
+        for p in ([] if as_json else pages):
+            out.print(f"report: {p['session']}  {p['path']}")
+        return
+    s = obj.cat.session(session)
+    sdir = naming.session_dir(cfg.work_root, s["project"], s["name"])
+    final = naming.report_dir(cfg.work_root, s["project"], s["name"])
+    tmp = naming.tmp_path(final, uuid.uuid4().hex[:8])
+    workdir = naming.casa_workdir(sdir, "report")
+    log = naming.log_path(sdir, "report")
+
+    def call(func, kwargs):
+        return run_in_child(func, kwargs, workdir=workdir, log_path=log,
+                            timeout=cfg.execution.step_timeout_s or None)
+
+    obj.log(f"{s['key']}: writing report")
+    try:
+        res = build(cfg, s["key"], outdir=tmp, final_dir=final, call=call)
+        install(tmp, final)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    page = final / "index.html"
+    if as_json:
+        _json({"session": s["key"], **res})
+    else:
+        for n in res["notes"]:
+            err.print(f"[yellow]note:[/yellow] {n}", markup=True)
+        out.print(f"report: {page}  ({len(res['figures'])} figures)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(page.as_uri())
+
+
+def _flux_trend_plot(rows: list[dict], field: str, path: str) -> None:
+    from .report import plots
+
+    sessions = {}
+    series: dict[str, list] = {}
+    for r in rows:
+        if not (r["model_flux_jy"] and r["flux_jy"]):
+            continue
+        mjd = sessions.get(r["session"])
+        if mjd is None:
+            mjd = sessions[r["session"]] = _session_mjd(r["session"])
+        err_ = (r["flux_err_jy"] or 0.0) / r["model_flux_jy"]
+        series.setdefault(r["lo"] or "?", []).append((mjd, r["flux_jy"] / r["model_flux_jy"], err_))
+    if not series:
+        raise click.UsageError(f"no measurements of {field!r} with a model flux (only flux calibrators have one)")
+    plots.flux_trend(series, Path(path), f"{field}: measured / Perley-Butler 2017 across sessions")
+
+
+def _session_mjd(key: str) -> float:
+    """MJD of a session from its directory name (YYYY-MM-DD-HH:MM:SS), else NaN."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.strptime(key.rsplit("/", 1)[-1][:19], "%Y-%m-%d-%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return float("nan")
+    return t.timestamp() / 86400.0 + 40587.0
 
 
 def _fmt(v) -> str:

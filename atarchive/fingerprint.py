@@ -15,6 +15,7 @@ from importlib import metadata
 SOFTWARE = {
     "convert": ("pyuvdata", "python-casacore", "numpy"),
     "casa": ("casatools", "casatasks"),
+    "report": ("casatools", "matplotlib", "astropy"),
     "none": (),
 }
 

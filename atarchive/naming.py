@@ -52,6 +52,11 @@ def fixed_ms(sdir: Path) -> Path:
     return sdir / "ms" / "fixed.ms"
 
 
+def flag_backups(ms: Path) -> Path:
+    """Where CASA's flagmanager keeps saved flag versions of ``ms``."""
+    return Path(str(ms) + ".flagversions")
+
+
 def cal_dir(sdir: Path) -> Path:
     return sdir / "cal"
 

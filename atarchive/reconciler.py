@@ -77,20 +77,26 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def install(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary product into place, replacing an older one."""
+    if final.exists() or final.is_symlink():
+        old = naming.tmp_path(final, "old")
+        _remove(old)
+        final.rename(old)
+        tmp.rename(final)
+        _remove(old)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(final)
+
+
 def _install(step, ctx: RunContext) -> None:
     """Rename each temporary output into place (replacing an older product)."""
     for final in ctx.unit.spec.outputs:
         tmp = ctx.tmp[final]
         if not tmp.exists():
             raise PermanentStepError(f"{step.name} reported success but wrote no {final.name}")
-        if final.exists() or final.is_symlink():
-            old = naming.tmp_path(final, "old")
-            _remove(old)
-            final.rename(old)
-            tmp.rename(final)
-            _remove(old)
-        else:
-            tmp.rename(final)
+        install(tmp, final)
 
 
 class Reconciler:

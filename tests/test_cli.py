@@ -35,7 +35,8 @@ def conf(tmp_path):
 
 def test_help_lists_the_contract_commands():
     out = cli("--help", check=0).stdout
-    for cmd in ("scan", "run", "status", "show", "explain", "reprocess", "daemon", "simulate", "fluxes", "doctor"):
+    for cmd in ("scan", "run", "status", "show", "explain", "reprocess", "daemon", "simulate", "fluxes", "doctor",
+                "report"):
         assert cmd in out
 
 
@@ -99,3 +100,30 @@ def test_example_queries_run(tmp_path, conf):
     assert len(stmts) >= 5
     rows = [conn.execute(s).fetchall() for s in stmts]
     assert rows[2][0][1] == "A"  # LO coverage query sees the indexed LO
+
+
+def test_report_of_a_broken_session_shows_its_error(tmp_path, conf):
+    sdir = put_real_nested(tmp_path / "storage")
+    (sdir / "uvh5_60647_1_1_x_0001" / "LoA.C0352").mkdir(parents=True)
+    (sdir / "uvh5_60647_1_1_x_0001" / "LoA.C0352" / "uvh5_60647_1_1_x_0001.uvh5").write_bytes(b"")
+    cli("--config", str(conf), "scan", check=0)
+    r = json.loads(cli("--config", str(conf), "report", "2024-12-12-17:29:25", "--json", check=0).stdout)
+    page = Path(r["path"])
+    assert page.is_file() and page.is_relative_to(tmp_path / "work" / "reports")
+    html = page.read_text()
+    assert "empty file" in html and "3c286" in html  # the session's error and its field, no traceback
+    assert "timeline.png" in r["figures"] and (page.parent / "timeline.png").stat().st_size > 1000
+    listed = json.loads(cli("--config", str(conf), "report", "--list", "--json", check=0).stdout)
+    assert listed == [{"session": "p001/2024-12-12-17:29:25", "path": str(page)}]
+
+
+def test_report_needs_a_session_or_list(conf):
+    r = cli("--config", str(conf), "report", check=2)
+    assert "--list" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_flux_plot_needs_a_field_and_measurements(conf):
+    r = cli("--config", str(conf), "fluxes", "--plot", "x.png", check=2)
+    assert "--plot needs --field" in r.stderr
+    r = cli("--config", str(conf), "fluxes", "--field", "3C286", "--plot", "x.png", check=2)
+    assert "no measurements of '3C286'" in r.stderr

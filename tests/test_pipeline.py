@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -158,7 +159,65 @@ def test_products_laid_out_and_fits_exported(chain):
     assert len(fits) == 6 and all(os.path.getsize(sdir / f) > 0 for f in fits)
     assert not list(sdir.rglob("*.tmp-*")) and not list(sdir.rglob("casa-*.log"))
     kinds = {r["kind"] for r in q(chain, "SELECT kind FROM products")}
-    assert {"ms_fullres", "ms_averaged", "ms_concat", "ms_fixed", "caltables", "ms_1gc", "image"} <= kinds
+    assert {"ms_fullres", "ms_averaged", "ms_concat", "ms_fixed", "caltables", "ms_1gc", "image", "report"} <= kinds
+
+
+def _load_in_chromium(page: Path) -> dict:
+    """Open a page in headless Debian Chromium; console errors, failed requests and every image."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make test` installs Debian's chromium package")
+        pytest.skip("Debian chromium not installed (`make test` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    errors, failed = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            pg = browser.new_page()
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("requestfailed", lambda r: failed.append(r.url))
+            pg.goto(page.as_uri(), wait_until="load")
+            imgs = pg.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
+            text = pg.inner_text("body")
+        finally:
+            browser.close()
+    return {"errors": errors, "failed": failed, "imgs": imgs, "text": text}
+
+
+def test_report_made_by_run_loads_in_chromium(chain):
+    (row,) = q(chain, "SELECT r.status, p.path FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                      "JOIN products p ON p.run_id = r.id WHERE s.key = ? AND r.step = 'report' "
+                      "ORDER BY r.id DESC LIMIT 1", [WIDE])
+    page = Path(row["path"]) / "index.html"
+    assert row["status"] == "done" and page.is_file() and page.is_relative_to(chain["root"] / "work" / "reports")
+    got = _load_in_chromium(page)
+    assert got["errors"] == [] and got["failed"] == []
+    srcs = [i[0] for i in got["imgs"]]
+    for src, complete, width in got["imgs"]:
+        assert complete and width > 0 and (page.parent / src).stat().st_size > 1000, src
+    n_images = q(chain, "SELECT COUNT(*) AS n FROM products p JOIN sessions s ON s.id = p.session_id "
+                        "WHERE s.key = ? AND p.kind = 'image'", [WIDE])[0]["n"]
+    assert len([s for s in srcs if s.startswith("img_")]) == n_images == 10
+    # two LO groups (1 GHz apart): a bandpass and a gain figure each
+    assert {"timeline.png", "elevation.png", "uv.png", "fluxcal.png", "bandpass_g0.png", "bandpass_g1.png",
+            "gains_g0.png", "gains_g1.png"} <= set(srcs)
+    for word in ("copy", "compress", "concat", "fix", "calibrate", "image", "field east", "J1407+2827",
+                 "reference antenna"):
+        assert word in got["text"], word
+
+
+def test_report_cli_and_flux_trend_plot(chain, tmp_path):
+    r = json.loads(cli(chain["conf"], "report", TINY, "--json").stdout)
+    assert r["notes"] == [] and r["bandpass_outliers"] == {"0": {}}  # simulated antennas are all healthy
+    assert Path(r["path"]).is_file() and "uv.png" in r["figures"]
+    png = tmp_path / "trend.png"
+    cli(chain["conf"], "fluxes", "--field", "3C286", "--plot", str(png))
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
 
 
 def test_every_run_recorded_with_fingerprint_and_reason(chain):
@@ -189,7 +248,8 @@ def test_changed_image_param_reruns_only_image(chain):
         before = max_run_id(chain)
         cli(conf, "run", TINY)
         ran = runs_after(chain, before)
-        assert ran and {r["step"] for r in ran} == {"image"} and {r["key"] for r in ran} == {TINY}
+        # images, then the report that shows them; nothing upstream
+        assert ran and {r["step"] for r in ran} == {"image", "report"} and {r["key"] for r in ran} == {TINY}
     finally:
         conf.write_text(text)
         cli(conf, "reprocess", TINY, "--from", "image")  # back to the default robust for later tests
@@ -207,7 +267,8 @@ def test_changed_calibrate_param_plans_calibrate_and_image_only(chain):
         ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
         status = {s["step"]: s["status"] for s in ex["steps"]}
         assert status == {"copy": "up to date", "compress": "up to date", "concat": "up to date",
-                          "fix": "up to date", "calibrate": "out of date", "image": "out of date"}
+                          "fix": "up to date", "calibrate": "out of date", "image": "out of date",
+                          "report": "out of date"}
     finally:
         conf.write_text(text)
 
@@ -313,6 +374,14 @@ def test_session_override_excludes_an_antenna(chain):
         _check_fluxes(chain, WIDE, chain["truths"]["two-targets-wide"])
     finally:
         conf.write_text(text)
+    # Without the exclusion the next calibration starts again from the fix step's flags: the antenna
+    # that the excluded run flagged (no solutions) has its data back.
+    cli(conf, "run", WIDE)
+    res = json.loads(q(chain, "SELECT r.result FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                              "WHERE s.key = ? AND r.step = 'calibrate' AND r.status = 'done' ORDER BY r.id DESC "
+                              "LIMIT 1", [WIDE])[0]["result"])
+    assert res["excluded_antennas"] == [] and res["flags"].startswith("restored flags")
+    assert res["unflagged_after"][ant] > 0.5, res["unflagged_after"]
 
 
 def test_source_tree_untouched(chain):

@@ -65,11 +65,50 @@ def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
     return best, reason
 
 
+def reset_flags(vis: str, tag: str) -> str:
+    """Calibration flags the MS it calibrates (applycal, tfcrop, rflag). So that every calibration of
+    the same fixed MS starts from the same flags, save them once (version named after the fix run)
+    and restore them before each later calibration. Returns what was done."""
+    from ._casa import casa
+
+    _, t = casa()
+    name = f"atarchive_before_calibrate_{tag}"
+    versions = t.flagmanager(vis=vis, mode="list") or {}
+    known = {v.get("name") for v in versions.values() if isinstance(v, dict)}
+    if name in known:
+        t.flagmanager(vis=vis, mode="restore", versionname=name)
+        return f"restored flags saved before the first calibration ({name})"
+    t.flagmanager(vis=vis, mode="save", versionname=name, comment="flags as made by fix, before calibrate")
+    return f"saved flags before calibrating ({name})"
+
+
+def antenna_unflagged(vis: str) -> dict[int, float]:
+    """Unflagged fraction of each antenna's cross-correlation data."""
+    tb = table(vis)
+    try:
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        n = int(max(a1.max(), a2.max())) + 1
+        good, tot = np.zeros(n), np.zeros(n)
+        for start in range(0, tb.nrows(), 20000):
+            nr = min(20000, tb.nrows() - start)
+            frac = 1.0 - tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr).mean(axis=0)
+            b1, b2 = a1[start:start + nr], a2[start:start + nr]
+            cross = b1 != b2
+            for b in (b1, b2):
+                np.add.at(good, b[cross], frac[cross])
+                np.add.at(tot, b[cross], 1.0)
+    finally:
+        tb.close()
+    return {i: float(good[i] / tot[i]) if tot[i] else 0.0 for i in range(n)}
+
+
 def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,
-        refant: str | None, exclude_antennas: list[str], params: dict) -> dict:
+        refant: str | None, exclude_antennas: list[str], params: dict, flag_tag: str = "") -> dict:
     from atarchive.errors import PermanentStepError
 
     from . import calibrate as chain
+
+    flags_note = reset_flags(vis, flag_tag or "0")
 
     fids = field_ids(vis)
     missing = [f["name"] for f in roles["flux_cals"] if f["name"] not in fids]
@@ -110,6 +149,7 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
     for sp in res.get("splits", []):
         sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))
     res.update(refant=ref, refant_name=names[ref], refant_reason=why, field_ids=fids,
-               excluded_antennas=[names[i] for i in excl],
+               excluded_antennas=[names[i] for i in excl], flags=flags_note,
+               unflagged_after={names[i]: round(f, 4) for i, f in antenna_unflagged(vis).items() if i < len(names)},
                spw_groups=spw_groups, antennas=names)
     return res

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 
+from ..errors import PermanentStepError
+
 C = 299792458.0
 ARCSEC_PER_RAD = 206264.806
 GOOD_SIZES = sorted({2 ** a * 3 ** b * 5 ** c for a in range(1, 13) for b in range(3) for c in range(3)
@@ -85,6 +87,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     rounds = 0
     niter = int(params.get("niter", 1000))
     max_rounds = max(1, int(params.get("rounds", 2)))
+    mask_method = "none"
     if kind == "target":
         # auto-multithresh tuned for a sparse array (PSF sidelobes of tens of per cent); tclean's nsigma
         # re-estimates the robust rms every major cycle and cleans to 5 x rms.
@@ -99,33 +102,32 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
             rms = new_rms
             if converged:
                 break
+        mask_method = "auto-multithresh"
+        if float(_stats(t, final + ".model")["max"][0]) <= 0.0:
+            # With few antennas the PSF sidelobes are as high as the source and auto-multithresh masks
+            # nothing: clean around the brightest pixel instead, as for calibrators.
+            final, rounds, rms = _clean_in_circle(t, imagename + "_peak", dirty, cell_arcsec, common, niter,
+                                                  max_rounds, _rms(t, dirty + ".residual"))
+            mask_method = "circle around the peak (auto-multithresh masked nothing)"
     else:
-        # Clean rounds to 5 x rms (tclean's nsigma re-estimates the robust rms of the residual every major
-        # cycle), inside a circle of 3 beams around the calibrator, until the rms stops improving.
-        _, (x, y) = _peak_box(t, dirty + ".image", 1)
-        bmaj = _arcsec(t.imhead(imagename=dirty + ".psf", mode="get", hdkey="beammajor"))
-        radius = max(3, int(round(3 * bmaj / cell_arcsec)))
-        mask = f"circle[[{x}pix, {y}pix], {radius}pix]"
-        for r in range(1, max_rounds + 1):
-            name = f"{imagename}_iter{r}"
-            t.tclean(imagename=name, niter=niter, nsigma=5.0, usemask="user", mask=mask, **common)
-            final, rounds = name, r
-            new_rms = _rms(t, name + ".residual")
-            converged = new_rms > 0.8 * rms
-            rms = new_rms
-            if converged and r >= 2:
-                break
+        final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
+        mask_method = "circle around the peak"
     img = final + ".image"
     beam = t.imhead(imagename=img, mode="get", hdkey="beammajor"), t.imhead(imagename=img, mode="get",
                                                                             hdkey="beamminor")
     bmaj = _arcsec(beam[0])
-    half = max(3, int(round(3 * bmaj / cell_arcsec)))
-    box, peak_pix = _peak_box(t, img, half)
     peak = float(_stats(t, img)["max"][0])
-    fit = t.imfit(imagename=img, box=box)
-    comp = (fit or {}).get("results", {}).get("component0") if fit and fit.get("converged", [False])[0] else None
+    comp, peak_pix = None, None
+    # Fit in a box around the brightest pixel; shrink it if sidelobes of a sparse array upset the fit.
+    for beams in (1.5, 1.0, 0.6):
+        half = max(3, int(round(beams * bmaj / cell_arcsec)))
+        box, peak_pix = _peak_box(t, img, half)
+        fit = t.imfit(imagename=img, box=box)
+        if fit and fit.get("converged", [False])[0]:
+            comp = fit["results"]["component0"]
+            break
     if comp is None:
-        raise RuntimeError(f"imfit did not converge on {img}")
+        raise PermanentStepError(f"imfit found no point source in {os.path.basename(img)} (fit did not converge)")
     flux = float(comp["flux"]["value"][0])
     err = float(comp["flux"]["error"][0])
     ra = math.degrees(comp["shape"]["direction"]["m0"]["value"]) % 360.0
@@ -142,8 +144,30 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     t.exportfits(imagename=img, fitsimage=fits, overwrite=True)
     return {"image": img, "fits": fits, "flux_jy": flux, "flux_err_jy": err, "peak_jy": peak, "rms_jy": rms,
             "ra_deg": ra, "dec_deg": dec, "freq_hz": freq, "beam_major_arcsec": bmaj,
-            "beam_minor_arcsec": _arcsec(beam[1]), "rounds": rounds, "method": "imfit",
+            "beam_minor_arcsec": _arcsec(beam[1]), "rounds": rounds, "method": "imfit", "mask": mask_method,
             "peak_pixel": peak_pix}
+
+
+def _clean_in_circle(t, imagename: str, dirty: str, cell_arcsec: float, common: dict, niter: int,
+                     max_rounds: int, rms: float) -> tuple[str, int, float]:
+    """Clean rounds to 5 x rms (tclean's nsigma re-estimates the robust rms of the residual every major
+    cycle) inside a circle of 3 beams around the brightest pixel of the dirty image, until the rms stops
+    improving (at least two rounds). Returns (image base name, rounds, final rms)."""
+    _, (x, y) = _peak_box(t, dirty + ".image", 1)
+    bmaj = _arcsec(t.imhead(imagename=dirty + ".psf", mode="get", hdkey="beammajor"))
+    radius = max(3, int(round(3 * bmaj / cell_arcsec)))
+    mask = f"circle[[{x}pix, {y}pix], {radius}pix]"
+    final, rounds = dirty, 0
+    for r in range(1, max_rounds + 1):
+        name = f"{imagename}_iter{r}"
+        t.tclean(imagename=name, niter=niter, nsigma=5.0, usemask="user", mask=mask, **common)
+        final, rounds = name, r
+        new_rms = _rms(t, name + ".residual")
+        converged = new_rms > 0.8 * rms
+        rms = new_rms
+        if converged and r >= 2:
+            break
+    return final, rounds, rms
 
 
 def _arcsec(q) -> float:

@@ -35,7 +35,7 @@ def role_params(view: SessionView) -> dict:
 
 class Calibrate(Step):
     name = "calibrate"
-    version = 1
+    version = 2  # 2: restores the fixed MS's flags before calibrating again
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         ov = view.override
@@ -80,6 +80,7 @@ class Calibrate(Step):
             "refant": p["refant"],
             "exclude_antennas": p["exclude_antennas"],
             "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
+            "flag_tag": spec.inputs["fix"][:12],
         }
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:

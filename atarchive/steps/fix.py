@@ -33,5 +33,11 @@ class Fix(Step):
         shutil.copytree(spec.payload["in_ms"], tmp, symlinks=True)
         return "atarchive.casa.scans:fix_scan_numbers", {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]}
 
+    def after_success(self, ctx: RunContext, result: StepResult) -> None:
+        # Flag backups that calibrate kept of an older fixed MS do not belong to this one.
+        stale = naming.flag_backups(ctx.unit.spec.outputs[0])
+        if stale.exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
         return StepResult([{"kind": "ms_fixed", "path": ctx.unit.spec.outputs[0], "meta": res}], res)

@@ -13,7 +13,7 @@ from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 class Image(Step):
     name = "image"
-    version = 1
+    version = 2  # 2: imfit box shrinks on failure; targets fall back to a peak mask
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         out = []

@@ -1,0 +1,1 @@
+"""The per-session QA report: static HTML with matplotlib PNGs, readable offline."""

@@ -1,0 +1,276 @@
+"""Build one session's QA report: gather catalogue rows, extract arrays from the MS and calibration
+tables in a CASA child, draw the figures and write ``index.html`` (see :mod:`.page`).
+
+Everything is written into ``outdir``; links to logs and products are made relative to
+``final_dir`` (where the report lives once installed), so the page works from a file:// URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import calibrators, naming
+from ..catalogue import Catalogue
+from ..config import Config
+from ..steps import STEP_NAMES
+from . import page, plots, qa, sky
+
+ChildCall = Callable[[str, dict], dict]  # ("module:function", kwargs) -> result
+
+
+def gather(cat: Catalogue, cfg: Config, key: str) -> dict:
+    """Catalogue rows the report shows, plus the session's roles as planning sees them."""
+    from ..plan import load_view
+
+    s = cat.session(key)
+    sid = s["id"]
+    view = load_view(cat, cfg, s)
+    order = {n: i for i, n in enumerate(STEP_NAMES + ["report"])}
+    runs = sorted(cat.latest_runs(sid), key=lambda r: (order.get(r["step"], 99), r["unit"]))
+    try:
+        roles = view.roles.as_dict()
+    except Exception as e:  # roles need complete scans; a report of a broken session still renders
+        roles = {"error": str(e)}
+    return {
+        "session": s,
+        "sdir": str(view.sdir),
+        "scans": sorted(cat.scans(sid), key=lambda r: (r["start_mjd"] or 0, r["stem"])),
+        "fields": cat.fields(sid),
+        "los": cat.los(sid),
+        "runs": runs,
+        "products": cat.products(sid),
+        "fluxes": cat.flux_measurements(sid),
+        "roles": roles,
+    }
+
+
+def extract_call(data: dict, out_npz: Path) -> tuple[str, dict]:
+    """The CASA child call that writes the MS and calibration-table arrays to ``out_npz``."""
+    sdir = Path(data["sdir"])
+    vis, caldir = naming.fixed_ms(sdir), naming.cal_dir(sdir)
+    lo_ranges = {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in data["los"]}
+    return "atarchive.casa.qadata:run", {"vis": str(vis) if vis.is_dir() else "",
+                                         "caldir": str(caldir) if caldir.is_dir() else None,
+                                         "lo_ranges": lo_ranges, "out_npz": str(out_npz)}
+
+
+def load(cfg: Config, key: str) -> dict:
+    with Catalogue(cfg.catalogue) as cat:
+        return gather(cat, cfg, key)
+
+
+def build(cfg: Config, key: str, *, outdir: Path, final_dir: Path, call: ChildCall) -> dict:
+    """Extract (in a CASA child, through ``call``) and render the report of ``key`` into ``outdir``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    data = load(cfg, key)
+    func, kwargs = extract_call(data, outdir / "qa.npz")
+    notes = []
+    try:
+        call(func, kwargs)
+    except Exception as e:  # noqa: BLE001 - the page still shows what the catalogue knows
+        notes.append(f"could not read the MS or calibration tables: {e}")
+    return render_report(data, outdir=outdir, final_dir=final_dir, notes=notes)
+
+
+def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str] | None = None) -> dict:
+    """Draw the figures from ``outdir/qa.npz`` (if the extraction wrote it) and the catalogue rows,
+    and write ``outdir/index.html``. Returns a summary (figures, notes, bandpass outliers)."""
+    outdir, final_dir = Path(outdir), Path(final_dir)
+    notes = list(notes or [])
+    figures: list[dict] = []
+    t0 = data["scans"][0]["start_mjd"] if data["scans"] and data["scans"][0]["start_mjd"] else None
+
+    def add(section: str, fname: str, caption: str, draw: Callable[[Path], object]) -> None:
+        try:
+            draw(outdir / fname)
+            figures.append({"section": section, "file": fname, "caption": caption})
+        except Exception as e:  # noqa: BLE001 - one bad figure must not lose the rest of the report
+            notes.append(f"{section}: figure {fname} could not be drawn ({type(e).__name__}: {e})")
+
+    arrays: dict = {}
+    npz = outdir / "qa.npz"
+    if npz.exists():
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        npz.unlink()
+    scans = [s for s in data["scans"] if s["start_mjd"] is not None and s["end_mjd"] is not None]
+
+    if scans and t0 is not None:
+        flag_by_scan = _flag_fractions(scans, arrays)
+        tl = [{"scan": i + 1, "field": s["field"] or s["source"] or "?", "start_h": (s["start_mjd"] - t0) * 24,
+               "end_h": (s["end_mjd"] - t0) * 24, "flagged": flag_by_scan.get(i + 1)} for i, s in enumerate(scans)]
+        add("Observation", "timeline.png", "Scans in time order: number and flagged fraction after calibration (grey: not in the calibrated MS, e.g. the first flux-calibrator scan)",
+            lambda p: plots.timeline(tl, p))
+        add("Observation", "elevation.png", "Elevation and parallactic angle at the ATA; observed scans thick",
+            lambda p: _draw_sky(data, scans, t0, p))
+    uv = {lo["name"]: (arrays[f"uv_{lo['name']}"], float(arrays[f"uvfreq_{lo['name']}"][0]))
+          for lo in data["los"] if f"uv_{lo['name']}" in arrays}
+    if uv:
+        add("Observation", "uv.png", "uv-coverage per LO (cross-correlations; mirrored points in orange)",
+            lambda p: plots.uv_coverage(uv, p))
+    names = [str(n) for n in arrays.get("antenna_names", [])]
+    outliers_all: dict[str, dict[str, str]] = {}
+    for g in sorted({k.split("_")[1] for k in arrays if k.startswith("B0_")}):
+        bp = _bandpass(arrays, f"B0_{g}_", names)
+        if bp is None:
+            continue
+        freqs, amp, ph, bnames = bp
+        out = qa.bandpass_outliers(amp, ph)
+        outliers_all[g] = {bnames[i]: why for i, why in out.items()}
+        add("Calibration", f"bandpass_g{g}.png", f"Bandpass, LO group {g} (outliers in red)",
+            lambda p, a=(freqs, amp, ph, bnames, out, g): plots.bandpass(a[0], a[1], a[2], a[3], a[4], p,
+                                                                      f"bandpass B0, group {a[5]}"))
+    for g in sorted({k.split("_")[1] for k in arrays if k.startswith("G1_")}):
+        gn = _gains(arrays, f"G1_{g}_", names, t0)
+        if gn is None:
+            continue
+        add("Calibration", f"gains_g{g}.png", f"Gain amplitude and phase on the calibrators, LO group {g}",
+            lambda p, a=gn, g=g: plots.gains(a[0], a[1], a[2], a[3], p, f"gains G1, group {g}"))
+    fc = [f for f in data["fluxes"] if f["model_flux_jy"] and f["flux_jy"]]
+    if fc:
+        add("Calibration", "fluxcal.png", "Flux calibrator: measured flux density against the Perley-Butler 2017 model",
+            lambda p: plots.flux_vs_model(fc, _models(data, fc), p))
+    thumbs = []
+    for pr in data["products"]:
+        if pr["kind"] != "image":
+            continue
+        meta = json.loads(pr["meta"] or "{}")
+        fits = meta.get("fits")
+        if not fits:
+            continue
+        fits = os.path.join(pr["path"], os.path.basename(fits))
+        if not os.path.exists(fits):
+            continue
+        fname = f"img_{naming.safe(pr['unit'])}.png"
+        cap = (f"{meta.get('_field', pr['unit'])} Lo{meta.get('_lo', '')}: {_num(meta.get('flux_jy'))} Jy, "
+               f"rms {_num(meta.get('rms_jy'), 1e3)} mJy/beam, beam {_num(meta.get('beam_major_arcsec'), 1, 1)}″ × "
+               f"{_num(meta.get('beam_minor_arcsec'), 1, 1)}″")
+        n0 = len(figures)
+        add("Images", fname, cap, lambda p, f=fits, c=cap: _draw_thumb(f, c, p))
+        if len(figures) > n0:
+            thumbs.append(figures[-1])
+            figures[-1]["link"] = os.path.relpath(fits, final_dir)
+    html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
+                       created=time.time())
+    (outdir / "index.html").write_text(html, encoding="utf-8")
+    return {"path": str(final_dir / "index.html"), "figures": [f["file"] for f in figures], "notes": notes,
+            "bandpass_outliers": outliers_all}
+
+
+def _num(v, scale: float = 1.0, nd: int = 3) -> str:
+    return "?" if v is None else f"{v * scale:.{nd}f}"
+
+
+def _flag_fractions(scans: list[dict], arrays: dict) -> dict[int, float]:
+    """Flagged fraction in the calibrated MS per catalogue scan (index from 1), matched by time: scans
+    dropped by concat (the first flux-calibrator scan) or excluded have none."""
+    sf = arrays.get("scan_flags")
+    out: dict[int, float] = {}
+    if sf is None or not len(sf):
+        return out
+    for i, s in enumerate(scans):
+        t0, t1 = s["start_mjd"] * 86400.0 - 1.0, s["end_mjd"] * 86400.0 + 1.0
+        hit = [r for r in sf if t0 <= r[3] <= t1]
+        if hit:
+            out[i + 1] = float(hit[0][2])
+    return out
+
+
+def _draw_sky(data: dict, scans: list[dict], t0: float, path: Path):
+    fields = {f["name"]: f for f in data["fields"] if f["ra_deg"] is not None}
+    t1 = max(s["end_mjd"] for s in scans)
+    pad = max(0.5 / 24, 0.25 * (t1 - t0))
+    grid = np.linspace(t0 - pad, t1 + pad, 200)
+    lst = sky.local_sidereal_deg(grid)
+    tracks, spans = [], []
+    for name, f in fields.items():
+        el, pa = sky.elevation_parallactic(f["ra_deg"], f["dec_deg"], lst)
+        tracks.append({"field": name, "hours": (grid - t0) * 24, "el": el, "pa": pa})
+    for s in scans:
+        f = fields.get(s["field"])
+        if not f:
+            continue
+        t = np.linspace(s["start_mjd"], s["end_mjd"], 5)
+        el, pa = sky.elevation_parallactic(f["ra_deg"], f["dec_deg"], sky.local_sidereal_deg(t))
+        spans.append({"field": s["field"], "hours": (t - t0) * 24, "el": el, "pa": pa})
+    return plots.elevations(tracks, spans, path)
+
+
+def _bandpass(arrays: dict, pre: str, names: list[str]):
+    """(freqs MHz, amp[ant, chan], phase deg[ant, chan], antenna names) from a B table, first
+    polarisation, channels of all spectral windows side by side; flagged = NaN."""
+    if pre + "value" not in arrays:
+        return None
+    val, flag, ant, spw = arrays[pre + "value"], arrays[pre + "flag"], arrays[pre + "ant"], arrays[pre + "spw"]
+    spws = sorted(set(int(x) for x in spw))
+    ants = sorted(set(int(a) for a in ant))
+    freqs = np.concatenate([arrays[f"{pre}freqs_spw{s}"] for s in spws]) / 1e6
+    nch = val.shape[1]
+    amp = np.full((len(ants), nch * len(spws)), np.nan)
+    ph = np.full_like(amp, np.nan)
+    for r in range(val.shape[2]):
+        i, j = ants.index(int(ant[r])), spws.index(int(spw[r]))
+        v = np.where(flag[0, :, r], np.nan, val[0, :, r])
+        amp[i, j * nch:(j + 1) * nch] = np.abs(v)
+        ph[i, j * nch:(j + 1) * nch] = np.degrees(np.angle(v))
+    order = np.argsort(freqs)
+    return freqs[order], amp[:, order], ph[:, order], [names[a] if a < len(names) else str(a) for a in ants]
+
+
+def _gains(arrays: dict, pre: str, names: list[str], t0: float | None):
+    """(hours, amp[time, ant], phase[time, ant], names) from a G table: first polarisation, first
+    spectral window of the group, one row per solution time."""
+    if pre + "value" not in arrays or t0 is None:
+        return None
+    val, flag, ant, spw, tm = (arrays[pre + k] for k in ("value", "flag", "ant", "spw", "time"))
+    s0 = int(spw.min())
+    sel = spw == s0
+    times = np.unique(tm[sel])
+    ants = sorted(set(int(a) for a in ant[sel]))
+    amp = np.full((len(times), len(ants)), np.nan)
+    ph = np.full_like(amp, np.nan)
+    for r in np.flatnonzero(sel):
+        i, j = int(np.searchsorted(times, tm[r])), ants.index(int(ant[r]))
+        v = np.nan if flag[0, 0, r] else val[0, 0, r]
+        amp[i, j] = np.abs(v)
+        ph[i, j] = np.degrees(np.angle(v))
+    hours = (times / 86400.0 - t0) * 24
+    return hours, amp, ph, [names[a] if a < len(names) else str(a) for a in ants]
+
+
+def _models(data: dict, pts: list[dict]) -> dict:
+    out = {}
+    std = {}
+    for name, fr in (data["roles"].get("fields") or {}).items():
+        if isinstance(fr, dict) and fr.get("standard"):
+            std[name] = fr["standard"]
+    for name in dict.fromkeys(p["field"] for p in pts):
+        s = std.get(name)
+        if not s:
+            continue
+        f = np.array([p["freq_hz"] for p in pts if p["field"] == name])
+        grid = np.geomspace(f.min() * 0.8, f.max() * 1.25, 50)
+        out[name] = (grid, np.array([calibrators.pb2017_flux(s, x) for x in grid]))
+    return out
+
+
+def _draw_thumb(fits_path: str, caption: str, path: Path):
+    from astropy.io import fits
+
+    with fits.open(fits_path, memmap=False) as h:
+        hdr = h[0].header
+        d = np.squeeze(h[0].data)
+    while d.ndim > 2:
+        d = d[0]
+    beam = None
+    if hdr.get("BMAJ") and hdr.get("CDELT2"):
+        pix = abs(hdr["CDELT2"])
+        beam = (hdr["BMAJ"] / pix, hdr["BMIN"] / pix, float(hdr.get("BPA", 0.0)))
+    return plots.thumbnail(d, beam, caption.split(":")[0], path)

@@ -213,6 +213,8 @@ class Daemon:
                                   if f["created"] > now - 3600)
                     self.work_now.set()
                     next_poll = now + cfg.scan.poll_seconds
+                    if rep.growing_files:  # look again as soon as they can have become stable
+                        next_poll = min(next_poll, now + cfg.scan.stable_seconds + 0.5)
                 self._beat(cat)
                 # Sessions become idle-eligible with time even without file events.
                 self.work_now.set()

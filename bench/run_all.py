@@ -12,6 +12,8 @@ BENCHES = [
     ["plan_noop.py", "--sessions", "1000", "--scans", "50"],
     ["copy_rss.py"],
     ["e2e.py", "--preset", "demo"],
+    ["daemon_latency.py"],
+    ["daemon_idle.py"],
 ]
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
     outdir, final_dir = Path(outdir), Path(final_dir)
     notes = list(notes or [])
     figures: list[dict] = []
-    t0 = data["scans"][0]["start_mjd"] if data["scans"] and data["scans"][0]["start_mjd"] else None
+    starts = [s["start_mjd"] for s in data["scans"] if s["start_mjd"] is not None]
+    t0 = min(starts) if starts else None
 
     def add(section: str, fname: str, caption: str, draw: Callable[[Path], object]) -> None:
         try:

@@ -524,7 +524,8 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
         t.add_row(r["session"], r["field"], r["role"] or "", r["lo"] or "", f"{(r['freq_hz'] or 0) / 1e6:.1f}",
                   _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]), _fmt(r["model_flux_jy"]),
                   f"{ratio:.3f}" if ratio else "")
-    out.print(t)
+    # piped (make demo, logs): a wide table rather than squeezed columns
+    (out if out.is_terminal else Console(highlight=False, width=160)).print(t)
 
 
 # -- report -------------------------------------------------------------------------------------

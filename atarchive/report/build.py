@@ -222,7 +222,15 @@ def _bandpass(arrays: dict, pre: str, names: list[str]):
         amp[i, j * nch:(j + 1) * nch] = np.abs(v)
         ph[i, j * nch:(j + 1) * nch] = np.degrees(np.angle(v))
     order = np.argsort(freqs)
-    return freqs[order], amp[:, order], ph[:, order], [names[a] if a < len(names) else str(a) for a in ants]
+    freqs, amp, ph = freqs[order], amp[:, order], ph[:, order]
+    # break the lines across gaps between LOs / spectral windows (NaN columns)
+    step = np.diff(freqs)
+    gaps = np.flatnonzero(step > 5 * np.median(step)) + 1 if step.size else []
+    if len(gaps):
+        freqs = np.insert(freqs, gaps, np.nan)
+        amp = np.insert(amp, gaps, np.nan, axis=1)
+        ph = np.insert(ph, gaps, np.nan, axis=1)
+    return freqs, amp, ph, [names[a] if a < len(names) else str(a) for a in ants]
 
 
 def _gains(arrays: dict, pre: str, names: list[str], t0: float | None):

@@ -98,7 +98,9 @@ def bandpass(freqs_mhz: np.ndarray, amp: np.ndarray, phase: np.ndarray, names: l
         kw.pop("label")
         axes[1][0].plot(freqs_mhz, phase[i], ".", ms=2 if not bad else 4, **{k: v for k, v in kw.items() if k != "lw"})
     axes[0][0].set(ylabel="amplitude", title=title)
-    axes[1][0].set(ylabel="phase (deg)", xlabel="frequency (MHz)", ylim=(-180, 180))
+    lim = float(np.nanmax(np.abs(phase))) if np.isfinite(phase).any() else 0.0
+    lim = min(180.0, max(10.0, 1.2 * lim))  # small residual phases stay visible
+    axes[1][0].set(ylabel="phase (deg)", xlabel="frequency (MHz)", ylim=(-lim, lim))
     if outliers:
         axes[0][0].legend(fontsize=7)
     return _save(fig, path)

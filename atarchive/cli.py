@@ -386,10 +386,17 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
         if not summary.ran and not summary.failed:
             out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)")
         else:
-            out.print(f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed")
+            out.print(_summary_line(summary))
         _print_status(status_rows(obj), None)
     if summary.failed:
         sys.exit(1)
+
+
+def _summary_line(summary) -> str:
+    line = f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed"
+    if summary.recovered:
+        line += f" ({len(summary.recovered)} temporary failure(s) made good by a retry)"
+    return line
 
 
 def _progress_printer(obj: Ctx):
@@ -468,7 +475,7 @@ def reprocess(obj: Ctx, session, from_step, now):
         from .reconciler import Reconciler
 
         summary = Reconciler(obj.cfg, obj.cat, log=obj.log).run([s], on_event=_progress_printer(obj))
-        out.print(f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed")
+        out.print(_summary_line(summary))
         if summary.failed:
             sys.exit(1)
 

@@ -63,11 +63,22 @@ def kill_orphan(owner: str | None, pid: int) -> None:
 @dataclass
 class RunSummary:
     ran: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # units whose last attempt in this call failed
     interrupted_cleaned: int = 0
+    recovered: list[dict] = field(default_factory=list)  # failed attempts that a later retry made good
 
     def as_dict(self) -> dict:
-        return {"ran": self.ran, "failed": self.failed, "interrupted_cleaned": self.interrupted_cleaned}
+        return {"ran": self.ran, "failed": self.failed, "interrupted_cleaned": self.interrupted_cleaned,
+                "recovered": self.recovered}
+
+    def add(self, rec: dict) -> None:
+        if rec["status"] == "failed":
+            self.failed.append(rec)
+            return
+        key = (rec["session"], rec["step"], rec["unit"])
+        self.recovered += [f for f in self.failed if (f["session"], f["step"], f["unit"]) == key]
+        self.failed = [f for f in self.failed if (f["session"], f["step"], f["unit"]) != key]
+        self.ran.append(rec)
 
 
 def _remove(path: Path) -> None:
@@ -144,7 +155,7 @@ class Reconciler:
             for (sid, u, ctx, run_id), outcome in zip(entries, outcomes):
                 inflight_keys.discard((sid, u.step, u.key))
                 rec = self._finish(outcome, sid, u, ctx, run_id)
-                (summary.failed if rec["status"] == "failed" else summary.ran).append(rec)
+                summary.add(rec)
                 if on_event:
                     on_event("finish", rec)
 
@@ -243,8 +254,7 @@ class Reconciler:
         entries = []
         for u in batch:
             token = uuid.uuid4().hex[:8]
-            log_path = naming.log_path(sdir, u.step, u.key)
-            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path = naming.log_path(sdir, u.step, u.key)  # made by the worker (the disk may refuse)
             run_id = self.cat.start_run(
                 session_id=view.session["id"], step=u.step, unit=u.key, fingerprint=u.fingerprint,
                 version=u.version, params=u.spec.params, inputs=u.spec.inputs, versions=u.versions,
@@ -281,6 +291,7 @@ class Reconciler:
         calls, idx = [], []
         for i, ctx in enumerate(ctxs):
             try:
+                ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
                 for final in ctx.unit.spec.outputs:
                     for left in naming.tmp_leftovers(final):
                         _remove(left)

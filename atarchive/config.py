@@ -43,6 +43,8 @@ class CompressConfig(_Strict):
     timebin_s: float = Field(20.0, ge=0)
     chanbin: int = Field(4, ge=1)
     keep_fullres: bool = False
+    keep_averaged: bool = Field(True, description="keep the per-scan averaged MSs after concat; false deletes them "
+                                                  "(remade from the full-resolution MS, or the source, if needed again)")
 
 
 class ConcatConfig(_Strict):

@@ -129,8 +129,8 @@ class Daemon:
 
     def _low_disk(self) -> str | None:
         root = self.cfg.work_root
-        root.mkdir(parents=True, exist_ok=True)
-        free_gb = shutil.disk_usage(root).free / 1e9
+        probe = next((p for p in (root, *root.parents) if p.exists()), root)  # work root may not exist yet
+        free_gb = shutil.disk_usage(probe).free / 1e9
         if free_gb < self.cfg.daemon.min_free_gb:
             self.activity = f"paused: {free_gb:.1f} GB free < {self.cfg.daemon.min_free_gb} GB"
             return self.activity

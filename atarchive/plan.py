@@ -160,8 +160,9 @@ def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now,
 
 
 def _rematerialise(plan: SessionPlan) -> None:
-    """A released product needed by a downstream unit that must run is made again first."""
-    for name, units in plan.units.items():
+    """A released product needed by a downstream unit that must run is made again first (walking
+    the steps backwards, so a chain of released products is remade: averaged ← full-resolution)."""
+    for name, units in reversed(list(plan.units.items())):
         for u in units.values():
             if u.status not in ("pending",):
                 continue

@@ -36,3 +36,44 @@ def ms_summary(ms: str) -> dict:
         order.append((int(s), names[fid.pop()]))
     return {"nrows": int(nrows), "scan_numbers": [s for s, _ in order], "scan_fields": [f for _, f in order],
             "spws": spws}
+
+
+def ms_compare(a: str, b: str) -> dict:
+    """Differences between two MSs: main-table columns (rows matched by time and baseline) and the
+    subtables a conversion writes. Empty lists mean identical."""
+    from atarchive.casa._casa import table
+
+    def main(ms):
+        tb = table(ms)
+        try:
+            cols = {c: tb.getcol(c) for c in ("TIME", "ANTENNA1", "ANTENNA2", "DATA_DESC_ID", "FIELD_ID", "UVW",
+                                              "DATA", "FLAG", "WEIGHT", "SIGMA")}
+        finally:
+            tb.close()
+        order = np.lexsort((cols["DATA_DESC_ID"], cols["ANTENNA2"], cols["ANTENNA1"], cols["TIME"]))
+        return {k: v[..., order] for k, v in cols.items()}
+
+    def sub(ms, name, cols):
+        tb = table(os.path.join(ms, name))
+        try:
+            return {c: tb.getcol(c) for c in cols}
+        finally:
+            tb.close()
+
+    ma, mb = main(a), main(b)
+    diffs = []
+    if ma["TIME"].shape != mb["TIME"].shape:
+        return {"nrows": [int(ma["TIME"].size), int(mb["TIME"].size)], "diffs": ["row count"]}
+    for k in ma:
+        if not np.allclose(ma[k], mb[k], rtol=1e-6, atol=1e-6, equal_nan=True):
+            diffs.append(k)
+    for name, cols in (("ANTENNA", ("NAME", "POSITION")), ("SPECTRAL_WINDOW", ("CHAN_FREQ", "NUM_CHAN")),
+                       ("FIELD", ("NAME", "PHASE_DIR")), ("OBSERVATION", ("TIME_RANGE",)),
+                       ("POLARIZATION", ("CORR_TYPE",))):
+        sa, sb = sub(a, name, cols), sub(b, name, cols)
+        for c in cols:
+            x, y = np.asarray(sa[c]), np.asarray(sb[c])
+            same = x.shape == y.shape and (np.array_equal(x, y) if x.dtype.kind in "OUS" else np.allclose(x, y))
+            if not same:
+                diffs.append(f"{name}.{c}")
+    return {"nrows": [int(ma["TIME"].size)] * 2, "ntimes": int(np.unique(ma["TIME"]).size), "diffs": diffs}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,29 +112,56 @@ def _write_in_chunks(src: Path, dst: Path, chunks: int = 4, pause: float = 0.75,
                 watch(dst)
 
 
-def test_daemon_waits_for_growing_files_and_bad_input_fails_alone(tmp_path):
+def _bad_sessions(projects: Path) -> dict[str, str]:
+    """Sessions with broken input beside the good one; key → what its error must say."""
+    def scan_dir(project, session, stem=REAL_STEM, sb=352):
+        d = projects / project / session / stem / f"LoA.C{sb:04d}"
+        d.mkdir(parents=True)
+        return d / f"{stem}.uvh5"
+
+    scan_dir("p002", "2024-12-13-01:00:00").write_bytes(b"")
+    scan_dir("p003", "2024-12-13-02:00:00").write_bytes(REAL_FILES[352].read_bytes()[:100_000])
+    import h5py
+
+    with h5py.File(scan_dir("p004", "2024-12-13-03:00:00"), "w") as h:
+        h["something"] = [1, 2, 3]
+    # a second scan that never gets its second subband: the session waits, it is not processed
+    for sb in (352, 544):
+        shutil.copy(REAL_FILES[sb], scan_dir("p005", "2024-12-13-04:00:00", sb=sb))
+    shutil.copy(REAL_FILES[352], scan_dir("p005", "2024-12-13-04:00:00", stem="uvh5_60647_63965_9760407_3c286_0001"))
+    return {"p002/2024-12-13-01:00:00": "empty file", "p003/2024-12-13-02:00:00": "truncated",
+            "p004/2024-12-13-03:00:00": "not uvh5", "p005/2024-12-13-04:00:00": "incomplete"}
+
+
+def test_daemon_waits_for_growing_files_bad_input_fails_alone_new_scan_reopens(tmp_path):
     """A session written in chunks is not read until stable, then processed by itself (without waiting
-    for the 30 s rescan); a broken session beside it fails with its message and stops nothing."""
+    for the 30 s rescan), once; broken sessions beside it fail with their message and stop nothing; a
+    name with spaces, quotes and a semicolon is processed like any other; a later scan re-opens it."""
     conf = tmp_path / "atarchive.toml"
-    (tmp_path / "storage" / "projects").mkdir(parents=True)
+    projects = tmp_path / "storage" / "projects"
+    projects.mkdir(parents=True)
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 2\nsession_idle_seconds = 1\npoll_seconds = 30\n"
                     "[daemon]\nheartbeat_seconds = 0.5\nmin_free_gb = 0\ngrace_seconds = 5\n")
-    bad = tmp_path / "storage" / "projects" / "p002" / "2024-12-13-01:00:00" / REAL_STEM / "LoA.C0352"
-    bad.mkdir(parents=True)
-    (bad / f"{REAL_STEM}.uvh5").write_bytes(b"")
+    expect_bad = _bad_sessions(projects)
+    odd_stem = "uvh5_60647_62965_9760406_3c 286';echo x_0001"
+    put_real_nested(tmp_path / "storage", project="p006", session="2024-12-14-00:00:00", stem=odd_stem)
     d = start(conf)
     seen = []
+    good = "p001/2024-12-12-17:29:25"
+
+    def copies(key):
+        return _catalogue_rows(conf, "SELECT r.unit, r.status FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                                     "WHERE s.key = ? AND r.step = 'copy'", [key])
+
     try:
         wait_for(lambda: (s := status(conf))["daemon"] and s["daemon"]["alive"])
-        sdir = tmp_path / "storage" / "projects" / "p001" / "2024-12-12-17:29:25" / REAL_STEM
+        sdir = projects / "p001" / "2024-12-12-17:29:25"
         for sb, src in REAL_FILES.items():
-            _write_in_chunks(src, sdir / f"LoA.C{sb:04d}" / f"{REAL_STEM}.uvh5",
+            _write_in_chunks(src, sdir / REAL_STEM / f"LoA.C{sb:04d}" / f"{REAL_STEM}.uvh5",
                              watch=lambda p: seen.extend(_catalogue_rows(
                                  conf, "SELECT path, status, error FROM files WHERE path = ?", [str(p)])))
         written = time.time()
-        before = tree_checksums(tmp_path / "storage")
-        good = "p001/2024-12-12-17:29:25"
 
         def ready():
             rows = {s["key"]: s for s in status(conf)["sessions"]}
@@ -141,12 +169,21 @@ def test_daemon_waits_for_growing_files_and_bad_input_fails_alone(tmp_path):
 
         rows = wait_for(ready, timeout=25)
         assert time.time() - written < 2 + 8  # stable time + a re-check, not the 30 s rescan
-        bad_row = rows["p002/2024-12-13-01:00:00"]
-        assert bad_row["state"] == "failed" and "empty file" in bad_row["error"]
-        # processing of the good session started by itself: a copy unit ran to done
-        wait_for(lambda: _catalogue_rows(conf, "SELECT 1 FROM step_runs r JOIN sessions s ON s.id = r.session_id "
-                                               "WHERE s.key = ? AND r.step = 'copy' AND r.status = 'done'", [good]),
+        for key, word in expect_bad.items():
+            if word == "incomplete":
+                assert rows[key]["state"] == "incomplete" and rows[key]["scans_complete"] == 1, rows[key]
+            else:
+                assert rows[key]["state"] == "failed" and word in rows[key]["error"], rows[key]
+        # processing started by itself, for the good session and the oddly named one
+        wait_for(lambda: any(r["status"] == "done" for r in copies(good)), timeout=120, every=1.0)
+        wait_for(lambda: any(r["status"] == "done" for r in copies("p006/2024-12-14-00:00:00")), timeout=120,
+                 every=1.0)
+        # a later scan re-opens the session: it is copied, and the first one is not copied again
+        new_stem = "uvh5_60647_63565_9760407_3c286_0001"
+        put_real_nested(tmp_path / "storage", stem=new_stem)
+        wait_for(lambda: any(r["status"] == "done" and r["unit"].startswith(new_stem) for r in copies(good)),
                  timeout=120, every=1.0)
+        assert [r["status"] for r in copies(good) if r["unit"].startswith(REAL_STEM)] == ["done"]
         assert d.poll() is None  # still running
     finally:
         d.send_signal(signal.SIGTERM)
@@ -154,7 +191,26 @@ def test_daemon_waits_for_growing_files_and_bad_input_fails_alone(tmp_path):
     assert d.returncode == 0
     # while a file grew it was seen (watchdog events) but never read: not ready, no truncated-file error
     assert seen and all(r["status"] == "growing" and r["error"] is None for r in seen)
-    assert tree_checksums(tmp_path / "storage") == before
+    assert not _catalogue_rows(conf, "SELECT 1 FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                                     "WHERE s.key IN (?, ?, ?, ?)", list(expect_bad))
+
+
+def test_low_disk_pauses_new_work(conf, tmp_path):
+    conf.write_text(conf.read_text().replace("min_free_gb = 0", "min_free_gb = 1000000"))
+    put_real_nested(tmp_path / "storage")
+    d = start(conf)
+    try:
+        st = wait_for(lambda: (s := status(conf))["daemon"] and "paused" in (s["daemon"]["activity"] or "") and s,
+                      timeout=60)
+        assert "free" in st["daemon"]["activity"]
+        # indexing goes on, processing does not start
+        wait_for(lambda: status(conf)["sessions"][0]["ingest_state"] == "ready", timeout=30)
+        time.sleep(3)
+        assert _catalogue_rows(conf, "SELECT 1 FROM step_runs") == []
+    finally:
+        d.send_signal(signal.SIGTERM)
+        d.wait(timeout=60)
+    assert d.returncode == 0
 
 
 def test_sigterm_during_casa_step_then_restart_completes(conf, tmp_path):

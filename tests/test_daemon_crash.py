@@ -52,7 +52,7 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
     conf = tmp_path / "atarchive.toml"
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\nsession_idle_seconds = 0\npoll_seconds = 1\n"
-                    "[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
+                    "[steps.compress]\nchanbin = 2\nkeep_averaged = false\n[steps.image]\nmax_imsize = 256\n"
                     "[daemon]\nheartbeat_seconds = 0.5\nmin_free_gb = 0\ngrace_seconds = 5\n")
     db = tmp_path / "cat.db"
     rng = random.Random(20261125)
@@ -104,4 +104,10 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
         if src["role_hint"] == "target":
             dra = (r["ra_deg"] - src["ra_deg"]) * math.cos(math.radians(src["dec_deg"])) * 3600
             assert math.hypot(dra, (r["dec_deg"] - src["dec_deg"]) * 3600) < 1.0
+    # retention: full-resolution MSs deleted after compress, averaged ones once concat.ms holds them;
+    # only the dropped first flux-calibrator scan's averaged MSs are left
+    work = tmp_path / "work"
+    assert not list(work.rglob("ms/fullres/*.ms"))
+    first = {s["stem"] for s in truth["scans"] if s["first_fluxcal_scan"]}
+    assert {p.name.rsplit("_Lo", 1)[0] for p in work.rglob("ms/avg/*.ms")} <= first
     assert tree_checksums(storage) == before

@@ -132,6 +132,31 @@ def test_released_fullres_copy_is_remade_when_compress_must_rerun(tmp_path):
     assert {u.reason for u in p.units["compress"].values()} == {"params changed: compress.chanbin 4→8"}
 
 
+def test_released_averaged_and_fullres_are_remade_when_a_new_scan_reopens_concat(tmp_path):
+    runs = Runs()
+    gone = lambda p: "/ms/fullres/" not in str(p) and "/ms/avg/" not in str(p)  # noqa: E731 - both released
+    cfg = {"steps": {"compress": {"keep_averaged": False}}}
+    run_all(_view(tmp_path, **cfg), runs)
+    p = plan(_view(tmp_path, **cfg), runs, exists=gone)
+    assert p.state == "done"
+    assert {u.reason for u in p.units["compress"].values()} == {"up to date (product released after use)"}
+    # a later scan: concat must run again with every scan, so the released averaged MSs (and the
+    # full-resolution MSs they come from) are made again; the new scan is copied for the first time
+    p = plan(_view(tmp_path, extra_scan=True, **cfg), runs, exists=gone)
+    assert p.next_step == "copy"
+    copy = {u.key: u.reason for u in p.units["copy"].values()}
+    for key, reason in copy.items():
+        if "_7_target" in key:
+            assert reason == "never run"
+        elif "_0_3C286" in key:  # the first flux-calibrator scan is not concatenated: stays released
+            assert reason == "up to date (product released after use)"
+        else:
+            assert reason == "needed again by compress (its product was removed after use)", key
+    comp = {u.key: u.reason for u in p.units["compress"].values()}
+    assert {r for k, r in comp.items() if "_7_target" not in k and "_0_3C286" not in k} == {
+        "needed again by concat (its product was removed after use)"}
+
+
 def test_step_version_bump_reruns_it(tmp_path, monkeypatch):
     runs = Runs()
     run_all(_view(tmp_path), runs)

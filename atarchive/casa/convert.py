@@ -8,6 +8,7 @@ unprojected data are phased to their phase centre, and autocorrelations are made
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 
@@ -37,9 +38,11 @@ def _read(files: list[str], **kw):
     return out
 
 
-def _renumber(uv) -> dict:
-    """Keep antennas with data only, numbered 0..N-1 in their original order."""
-    used = np.unique(np.concatenate([uv.ant_1_array, uv.ant_2_array]))
+def _renumber(uv, used: np.ndarray | None = None) -> dict:
+    """Keep antennas with data only (``used``: their numbers over the whole scan), numbered 0..N-1
+    in their original order."""
+    if used is None:
+        used = np.unique(np.concatenate([uv.ant_1_array, uv.ant_2_array]))
     tel = uv.telescope
     keep = np.isin(tel.antenna_numbers, used)
     order = np.argsort(tel.antenna_numbers[keep])
@@ -65,23 +68,16 @@ def _renumber(uv) -> dict:
     return mapping
 
 
-def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> dict:
-    """Convert one scan-LO (its subband files) to ``out_ms``. See module doc."""
-    if not files:
-        raise PermanentStepError("no files for this scan and LO")
-    nbytes = sum(os.path.getsize(f) for f in files)
-    uv = _read(files)
-    if uv.Nblts == 0:
-        raise PermanentStepError("no visibilities in these files")
+def _prepare(uv, used: np.ndarray, phase_time: float) -> dict:
+    """Weights, antenna numbering, phasing and real autocorrelations, in place. Returns the antenna map."""
     # The ATA correlator's nsample_array can be garbage (negative): samples are unit weight.
     ns = uv.nsample_array
     if ns is None or not np.all(np.isfinite(ns)) or np.any(ns <= 0):
         uv.nsample_array = np.ones_like(uv.data_array, dtype=np.float32)
-    mapping = _renumber(uv)
+    mapping = _renumber(uv, used)
     cat = uv.phase_center_catalog
-    unprojected = [k for k, v in cat.items() if v["cat_type"] == "unprojected"]
-    if unprojected:
-        uv.phase_to_time(np.median(uv.time_array))
+    if any(v["cat_type"] == "unprojected" for v in cat.values()):
+        uv.phase_to_time(phase_time)
     auto = uv.ant_1_array == uv.ant_2_array
     if np.any(auto):
         pols = uv.polarization_array
@@ -89,15 +85,62 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
         d = uv.data_array[auto]
         d[..., same] = np.abs(d[..., same])
         uv.data_array[auto] = d
-    field = next(iter(uv.phase_center_catalog.values()))
+    return mapping
+
+
+def _append_rows(chunk_ms: str, out_ms: str) -> None:
+    """Append the main-table rows of ``chunk_ms`` to ``out_ms`` (same subtables) and widen the
+    observation's time range."""
+    from casacore import tables
+
+    with tables.table(chunk_ms, ack=False) as src, tables.table(out_ms, readonly=False, ack=False) as dst:
+        src.copyrows(dst)
+    with tables.table(os.path.join(chunk_ms, "OBSERVATION"), ack=False) as so, \
+            tables.table(os.path.join(out_ms, "OBSERVATION"), readonly=False, ack=False) as do:
+        a, b = do.getcell("TIME_RANGE", 0), so.getcell("TIME_RANGE", 0)
+        do.putcell("TIME_RANGE", 0, np.array([min(a[0], b[0]), max(a[1], b[1])]))
+
+
+def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> dict:
+    """Convert one scan-LO (its subband files) to ``out_ms``. See module doc.
+
+    ``times_per_chunk``: read and write that many integrations at a time (bounded memory for long
+    scans): the first chunk makes the MS, later ones are written beside it and their rows appended.
+    Every chunk is phased to the same time (the scan's median), so the MS is the one a whole-scan
+    conversion gives."""
+    if not files:
+        raise PermanentStepError("no files for this scan and LO")
     if os.path.exists(out_ms):
         raise PermanentStepError(f"output exists already: {out_ms}")
-    uv.write_ms(out_ms, force_phase=True, run_check=False, clobber=False)
+    nbytes = sum(os.path.getsize(f) for f in files)
+    meta = _read(files[:1], read_data=False)  # times and baselines are the same in every subband
+    if meta.Nblts == 0:
+        raise PermanentStepError("no visibilities in these files")
+    used = np.unique(np.concatenate([meta.ant_1_array, meta.ant_2_array]))
+    phase_time = float(np.median(meta.time_array))
+    times = np.unique(meta.time_array)
+    n = int(times_per_chunk or 0)
+    chunks = [times] if n <= 0 or n >= len(times) else [times[i:i + n] for i in range(0, len(times), n)]
+    del meta
+    uv = None
+    for i, chunk in enumerate(chunks):
+        uv = _read(files, **({} if len(chunks) == 1 else {"times": chunk}))
+        mapping = _prepare(uv, used, phase_time)
+        if i == 0:
+            uv.write_ms(out_ms, force_phase=True, run_check=False, clobber=False)
+        else:
+            part = f"{out_ms}.chunk{i}"
+            uv.write_ms(part, force_phase=True, run_check=False, clobber=True)
+            _append_rows(part, out_ms)
+            shutil.rmtree(part, ignore_errors=True)
+        if i < len(chunks) - 1:
+            uv = None  # free the chunk before reading the next
+    field = next(iter(uv.phase_center_catalog.values()))
     return {
-        "nants": int(uv.Nants_data), "nbls": int(uv.Nbls), "ntimes": int(uv.Ntimes), "nchan": int(uv.Nfreqs),
+        "nants": int(uv.Nants_data), "nbls": int(uv.Nbls), "ntimes": int(len(times)), "nchan": int(uv.Nfreqs),
         "npols": int(uv.Npols), "freq_start_hz": float(uv.freq_array.min()), "freq_end_hz": float(uv.freq_array.max()),
         "field": field["cat_name"], "ra_deg": float(np.degrees(field.get("cat_lon") or 0.0)),
         "dec_deg": float(np.degrees(field.get("cat_lat") or 0.0)), "nbytes_in": int(nbytes),
         "antenna_map": {str(k): v for k, v in mapping.items()},
-        "antenna_names": [str(n) for n in uv.telescope.antenna_names],
+        "antenna_names": [str(n) for n in uv.telescope.antenna_names], "chunks": len(chunks),
     }

@@ -16,6 +16,7 @@ class Compress(Step):
     def params(self, cfg) -> dict:
         p = cfg.steps.compress.model_dump()
         p.pop("keep_fullres")  # retention, not a product property
+        p.pop("keep_averaged")
         return p
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
@@ -29,6 +30,7 @@ class Compress(Step):
                     inputs={f"copy:{key}": cu.fingerprint},
                     outputs=[naming.averaged_ms(view.sdir, stem, lo)],
                     payload={"in_ms": str(cu.spec.outputs[0]), **cu.spec.payload},
+                    releasable=not view.cfg.steps.compress.keep_averaged,
                 )
             )
         return out

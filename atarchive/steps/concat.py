@@ -7,6 +7,8 @@ step's params, so it shows in ``explain`` and in the log.
 
 from __future__ import annotations
 
+import shutil
+
 from .. import naming
 from ..errors import PermanentStepError
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
@@ -66,3 +68,9 @@ class Concat(Step):
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
         res["dropped"] = ctx.unit.spec.payload["why_dropped"]
         return StepResult([{"kind": "ms_concat", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
+
+    def after_success(self, ctx: RunContext, result: StepResult) -> None:
+        # Retention: the per-scan averaged MSs are in concat.ms now.
+        if not ctx.view.cfg.steps.compress.keep_averaged:
+            for ms in ctx.unit.spec.payload["in_ms"]:
+                shutil.rmtree(ms, ignore_errors=True)

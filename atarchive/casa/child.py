@@ -37,6 +37,22 @@ def offline_astropy() -> None:
         pass
 
 
+def cache_numba() -> None:
+    """pyuvdata's baseline-number kernels are numba functions compiled in every process (about 3 s
+    per copy child here); turn on numba's on-disk cache for them so later children load them."""
+    try:
+        from pyuvdata.utils import bls_numba
+    except Exception:  # noqa: BLE001 - older pyuvdata: nothing to cache
+        return
+    for name in dir(bls_numba):
+        fn = getattr(bls_numba, name)
+        if hasattr(fn, "enable_caching"):
+            try:
+                fn.enable_caching()
+            except Exception:  # noqa: BLE001 - cache dir not writable: compile as before
+                pass
+
+
 def _call(c: dict) -> dict:
     from atarchive.errors import PermanentStepError, TemporaryStepError
 

@@ -24,7 +24,7 @@ def _read(files: list[str], **kw):
             raise PermanentStepError(f"{f}: empty file (0 bytes)")
         uv = UVData()
         try:
-            uv.read(f, file_type="uvh5", fix_old_proj=False, run_check=False, **kw)
+            uv.read(f, file_type="uvh5", fix_old_proj=False, run_check=False, run_check_acceptability=False, **kw)
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise PermanentStepError(f"{f}: cannot read uvh5: {str(err).splitlines()[0]}") from None
         uvs.append(uv)
@@ -110,6 +110,9 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
     conversion gives."""
     if not files:
         raise PermanentStepError("no files for this scan and LO")
+    from .child import cache_numba
+
+    cache_numba()
     if os.path.exists(out_ms):
         raise PermanentStepError(f"output exists already: {out_ms}")
     nbytes = sum(os.path.getsize(f) for f in files)

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import line, save  # noqa: E402
+from common import REAL, line, save  # noqa: E402
 from plan_noop import mark_all_done  # noqa: E402
 
 from atarchive import config  # noqa: E402
@@ -28,8 +28,6 @@ from atarchive.catalogue import Catalogue  # noqa: E402
 from atarchive.plan import plan_all  # noqa: E402
 from atarchive.scanner.discover import Indexer  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-REAL = next(p for p in [REPO.parent / "shared/data/ata-real", Path("/work/shared/data/ata-real")] if p.is_dir())
 
 
 def make_storage(root: Path, n: int) -> None:

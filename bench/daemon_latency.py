@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import line, save  # noqa: E402
+from common import REAL, line, save  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
-REAL = next(p for p in [REPO.parent / "shared/data/ata-real", Path("/work/shared/data/ata-real")] if p.is_dir())
 
 
 def main() -> int:

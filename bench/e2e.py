@@ -6,7 +6,6 @@ Usage: python bench/e2e.py [--preset demo] [--workers 2]
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import subprocess
 import sys

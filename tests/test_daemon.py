@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -181,6 +180,7 @@ def test_daemon_waits_for_growing_files_bad_input_fails_alone_new_scan_reopens(t
         # a later scan re-opens the session: it is copied, and the first one is not copied again
         new_stem = "uvh5_60647_63565_9760407_3c286_0001"
         put_real_nested(tmp_path / "storage", stem=new_stem)
+        before = tree_checksums(tmp_path / "storage")
         wait_for(lambda: any(r["status"] == "done" and r["unit"].startswith(new_stem) for r in copies(good)),
                  timeout=120, every=1.0)
         assert [r["status"] for r in copies(good) if r["unit"].startswith(REAL_STEM)] == ["done"]
@@ -193,6 +193,7 @@ def test_daemon_waits_for_growing_files_bad_input_fails_alone_new_scan_reopens(t
     assert seen and all(r["status"] == "growing" and r["error"] is None for r in seen)
     assert not _catalogue_rows(conf, "SELECT 1 FROM step_runs r JOIN sessions s ON s.id = r.session_id "
                                      "WHERE s.key IN (?, ?, ?, ?)", list(expect_bad))
+    assert tree_checksums(tmp_path / "storage") == before  # the daemon only ever read the sources
 
 
 def test_low_disk_pauses_new_work(conf, tmp_path):

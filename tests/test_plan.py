@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
 from atarchive.plan import plan_session
 from atarchive.steps import BY_NAME, STEP_NAMES

@@ -127,3 +127,19 @@ def test_flux_plot_needs_a_field_and_measurements(conf):
     assert "--plot needs --field" in r.stderr
     r = cli("--config", str(conf), "fluxes", "--field", "3C286", "--plot", "x.png", check=2)
     assert "no measurements of '3C286'" in r.stderr
+
+
+def test_datasette_metadata_matches_the_catalogue(tmp_path):
+    import yaml
+
+    from atarchive.catalogue import Catalogue
+
+    meta = yaml.safe_load((REPO / "examples" / "metadata.yml").read_text())
+    db = meta["databases"]["catalogue"]
+    with Catalogue(tmp_path / "catalogue.db") as cat:
+        for table, desc in db["tables"].items():
+            cols = {r["name"] for r in cat.q(f"PRAGMA table_info({table})")}
+            assert cols, f"no table {table}"
+            assert set(desc.get("columns", {})) <= cols, (table, set(desc.get("columns", {})) - cols)
+        for q in db["queries"].values():
+            cat.q(q["sql"])  # runs on the current schema

@@ -1,5 +1,5 @@
 -- Example queries against the atarchive catalogue (sqlite3 catalogue.db < examples/queries.sql).
--- tests/test_examples.py runs every statement here against a real catalogue.
+-- tests/test_cli.py runs every statement here against a real catalogue.
 
 -- Sessions and how far each got: the newest run of every step.
 SELECT s.key, s.ingest_state, r.step, r.status, r.reason

@@ -96,6 +96,10 @@ class ExecutionConfig(_Strict):
     max_attempts: int = Field(3, ge=1)
     retry_backoff_s: float = Field(5.0, ge=0)
     step_timeout_s: float = Field(0.0, ge=0, description="0 = no limit")
+    executor: Literal["threads", "dask"] = Field(
+        "threads", description="threads: units run from this process; dask: on dask.distributed workers")
+    dask_scheduler: str = Field("", description="dask scheduler address (tcp://host:8786); empty = a local "
+                                                "cluster of `workers` processes")
 
     def n_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)

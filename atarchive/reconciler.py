@@ -15,8 +15,8 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +26,7 @@ from . import naming
 from .catalogue import Catalogue
 from .config import Config
 from .errors import PermanentStepError, StepError, TemporaryStepError
+from .executors import make_executor
 from .plan import SessionPlan, plan_all
 from .steps import BY_NAME, STEP_NAMES
 from .steps.base import PlannedUnit, RunContext, StepResult
@@ -110,6 +111,25 @@ def _install(step, ctx: RunContext) -> None:
         install(tmp, final)
 
 
+class PidRecorder:
+    """Called with the child's PID when a batch's CASA child starts (in a worker thread or on a dask
+    worker): record it, through a fresh short connection, so a crash can be cleaned up. Only on the
+    reconciler's host, where `kill_orphan` can act on it."""
+
+    def __init__(self, catalogue: str, run_ids: list[int]):
+        self.catalogue, self.run_ids, self.host = catalogue, run_ids, HOST
+
+    def __call__(self, pid: int) -> None:
+        if socket.gethostname() != self.host:
+            return
+        try:
+            with Catalogue(self.catalogue) as c:
+                c.conn.executemany("UPDATE step_runs SET worker_pid = ?, started = ? WHERE id = ?",
+                                   [[pid, time.time(), r] for r in self.run_ids])
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            pass
+
+
 class Reconciler:
     def __init__(self, cfg: Config, cat: Catalogue, *, log: Callable[[str], None] | None = None,
                  stop: threading.Event | None = None):
@@ -148,7 +168,7 @@ class Reconciler:
         inflight: dict[Future, list[tuple[int, PlannedUnit, RunContext, int]]] = {}
         inflight_keys: set[tuple] = set()
         runs_here: dict[tuple, int] = {}  # (session, step, unit) → runs started in this call
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unit")
+        pool = make_executor(self.cfg)
         wake = wake or threading.Event()
 
         def record(entries, outcomes):
@@ -214,9 +234,14 @@ class Reconciler:
             for entries in inflight.values():
                 for _, _, ctx, _ in entries:
                     ctx.cancel.set()
-            pool.shutdown(wait=True)
+            # threads: wait for the cancelled children; dask: cancel what is left and close the cluster
+            pool.shutdown(wait=not (pool.remote and self.stop.is_set()))
             for fut, entries in list(inflight.items()):
-                record(entries, fut.result())
+                try:
+                    outcomes = fut.result(timeout=0) if fut.done() else None
+                except BaseException as err:  # noqa: BLE001 - e.g. cancelled on a dask worker
+                    outcomes = [TemporaryStepError(f"interrupted: {type(err).__name__} {err}".strip())] * len(entries)
+                record(entries, outcomes or [TemporaryStepError("interrupted: executor stopped")] * len(entries))
             inflight.clear()
         return summary
 
@@ -241,7 +266,7 @@ class Reconciler:
                 ctx.cancel.set()
 
     # -- units ------------------------------------------------------------------------------
-    def _submit(self, pool: ThreadPoolExecutor, plan: SessionPlan, batch: list[PlannedUnit]):
+    def _submit(self, pool, plan: SessionPlan, batch: list[PlannedUnit]):
         view = plan.view
         step = BY_NAME[batch[0].step]
         sdir = view.sdir
@@ -266,20 +291,14 @@ class Reconciler:
             )
             entries.append((view.session["id"], u, ctx, run_id))
             self.log(f"{view.key}: {u.step} {u.key or ''} → {u.reason}".replace("  ", " "))
-        ids = [e[3] for e in entries]
+        recorder = PidRecorder(str(self.cat.path), [e[3] for e in entries])
         for _, _, ctx, _ in entries:
-            ctx.on_start = lambda pid, ids=ids: self._pid_started(ids, pid)
-        fut = pool.submit(self._execute_batch, step, [e[2] for e in entries], self.cfg)
+            ctx.on_start = recorder
+        ctxs = [e[2] for e in entries]
+        if pool.remote:  # what crosses to a dask worker must pickle: no thread event (a fresh one there)
+            ctxs = [replace(c, cancel=None) for c in ctxs]
+        fut = pool.submit(self._execute_batch, step, ctxs, self.cfg)
         return fut, entries
-
-    def _pid_started(self, run_ids: list[int], pid: int) -> None:
-        # Called from a worker thread: record it through a fresh short connection.
-        try:
-            with Catalogue(self.cat.path) as c:
-                c.conn.executemany("UPDATE step_runs SET worker_pid = ?, started = ? WHERE id = ?",
-                                   [[pid, time.time(), r] for r in run_ids])
-        except Exception:  # noqa: BLE001 - bookkeeping only
-            pass
 
     @staticmethod
     def _execute_batch(step, ctxs: list[RunContext], cfg: Config) -> list:
@@ -289,6 +308,9 @@ class Reconciler:
 
         outcomes: list = [None] * len(ctxs)
         calls, idx = [], []
+        if any(c.cancel is None for c in ctxs):  # on a dask worker
+            ev = threading.Event()
+            ctxs = [replace(c, cancel=ev) for c in ctxs]
         for i, ctx in enumerate(ctxs):
             try:
                 ctx.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,13 +21,22 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="demo")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--executor", choices=["threads", "dask"], default="threads")
     args = ap.parse_args()
+    return 0 if run(args.preset, args.workers, args.executor)["run_rc"] == 0 else 1
+
+
+def run(preset: str, workers: int = 0, executor: str = "threads") -> dict:
+    """Simulate ``preset``, scan and run it; returns (and saves) the timings."""
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(preset=preset, workers=workers, executor=executor)
     exe = [sys.executable, "-m", "atarchive"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         conf = tmp / "atarchive.toml"
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
-                        f"[scan]\nstable_seconds = 0\n[execution]\nworkers = {args.workers}\n"
+                        f"[scan]\nstable_seconds = 0\n[execution]\nworkers = {args.workers}\nexecutor = \"{args.executor}\"\n"
                         "[steps.image]\nmax_imsize = 256\n")
         t0 = time.perf_counter()
         subprocess.run([*exe, "simulate", "--preset", args.preset, "--out", str(tmp / "storage")], check=True,
@@ -46,14 +55,15 @@ def main() -> int:
                 "WHERE status = 'done' GROUP BY step ORDER BY MIN(started)"):
             steps[step] = {"units": n, "wall_s": round(last - first, 1), "unit_seconds": round(busy, 1)}
         failed = conn.execute("SELECT COUNT(*) FROM step_runs WHERE status != 'done'").fetchone()[0]
-        data = {"preset": args.preset, "simulate_s": round(t_sim, 1), "scan_s": round(t_scan, 2),
+        data = {"preset": args.preset, "executor": args.executor, "workers": args.workers,
+                "simulate_s": round(t_sim, 1), "scan_s": round(t_scan, 2),
                 "run_s": round(t_run, 1), "steps": steps, "failed_units": failed, "run_rc": r.returncode}
-        save(f"e2e_{args.preset}", data)
+        save(f"e2e_{args.preset}" + ("" if args.executor == "threads" else f"_{args.executor}{args.workers}"), data)
         print(line(f"e2e {args.preset}: simulate", f"{t_sim:.1f}", "s", "-", True))
         print(line(f"e2e {args.preset}: run (copy → image)", f"{t_run:.1f}", "s", "-", r.returncode == 0))
         for k, v in steps.items():
             print(line(f"  {k} ({v['units']} units)", f"{v['wall_s']:.1f}", "s wall", "-", True))
-    return 0
+    return data
 
 
 if __name__ == "__main__":

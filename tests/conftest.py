@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 from pathlib import Path
@@ -71,3 +72,27 @@ def tree_checksums(root: Path) -> dict[str, str]:
             st = p.stat()
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest() + f":{st.st_mtime_ns}"
     return out
+
+
+def assert_fluxes_match_truth(rows: list[dict], truth: dict) -> None:
+    """`fluxes --json` rows of one session against the simulator's truth: flux calibrators within 1 %
+    of Perley-Butler 2017 (and the model recorded), phase calibrators 2 %, targets 3 % and < 1″ from
+    their true position; one row per field and LO."""
+    from atarchive import calibrators
+
+    seen = set()
+    for r in rows:
+        src = truth["sources"][r["field"]]
+        if src["calibrator"]:
+            expect, tol = calibrators.pb2017_flux(src["calibrator"], r["freq_hz"]), 0.01
+            assert r["model_flux_jy"] == pytest.approx(expect, rel=1e-6)
+        else:
+            expect = src["flux_jy"] * (r["freq_hz"] / src["ref_freq_hz"]) ** src["spectral_index"]
+            tol = 0.03 if src["role_hint"] == "target" else 0.02
+        assert abs(r["flux_jy"] / expect - 1) < tol, (r["field"], r["lo"], r["flux_jy"], expect)
+        if src["role_hint"] == "target":
+            dra = (r["ra_deg"] - src["ra_deg"]) * math.cos(math.radians(src["dec_deg"])) * 3600
+            ddec = (r["dec_deg"] - src["dec_deg"]) * 3600
+            assert math.hypot(dra, ddec) < 1.0, (r["field"], r["lo"], dra, ddec)
+        seen.add((r["field"], r["lo"]))
+    assert seen == {(f, lo) for f in truth["sources"] for lo in truth["los"]}

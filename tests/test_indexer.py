@@ -194,3 +194,33 @@ def test_catalogue_reopens_without_reapplying_migrations(tmp_path, cfg):
     assert c.one("SELECT COUNT(*) AS n FROM _migrations")["n"] == n >= 1
     assert c.one("PRAGMA journal_mode")["journal_mode"] == "wal"
     c.close()
+
+
+def test_many_headers_read_in_worker_processes_give_the_same_catalogue(tmp_path, monkeypatch):
+    from atarchive.scanner import discover
+
+    root = tmp_path / "storage"
+    for i in range(3):
+        put_real_nested(root, session=f"2024-12-1{i}-00:00:00")
+    bad = root / "projects" / "p001" / "2024-12-19-00:00:00" / REAL_STEM / "LoA.C0352"
+    bad.mkdir(parents=True)
+    (bad / f"{REAL_STEM}.uvh5").write_bytes(REAL_FILES[352].read_bytes()[:50_000])
+    rows, prefetched = {}, []
+    orig = discover.Indexer._prefetch_headers
+
+    def spy(self, *args):
+        out = orig(self, *args)
+        prefetched.append(len(out))
+        return out
+
+    monkeypatch.setattr(discover.Indexer, "_prefetch_headers", spy)
+    for parallel_from in (10_000, 2):  # one by one, then in worker processes
+        monkeypatch.setattr(discover, "PARALLEL_HEADERS_FROM", parallel_from)
+        cfg = make_config(tmp_path / f"c{parallel_from}")
+        cfg.storage_roots = [root]
+        with Catalogue(cfg.catalogue) as c:
+            rep = scan(c, cfg)
+            assert rep.headers_read == 6 and len(rep.errors) == 1 and "truncated" in rep.errors[0][1]
+            rows[parallel_from] = [{k: v for k, v in f.items() if k not in ("id", "stable_since")}
+                                   for f in c.q("SELECT * FROM files ORDER BY path")]
+    assert prefetched == [0, 7] and rows[2] == rows[10_000]

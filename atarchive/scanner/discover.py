@@ -23,6 +23,16 @@ from .layout import LayoutError, parse_data_path, session_of
 from .uvh5 import read_header
 
 
+PARALLEL_HEADERS_FROM = 200  # a first scan with at least this many headers reads them in parallel
+
+
+def _read_or_error(path: str):
+    try:
+        return read_header(path)
+    except IngestError as err:
+        return err
+
+
 @dataclass
 class ScanReport:
     files_seen: int = 0
@@ -97,6 +107,7 @@ class Indexer:
         self.cat = cat
         self.cfg = cfg
         self.now = now
+        self._headers: dict = {}
 
     def scan(self, roots: list[Path] | None = None) -> ScanReport:
         t0 = time.perf_counter()
@@ -124,11 +135,40 @@ class Indexer:
                 session_info[str(spath)] = (project, sname or project, key, str(root))
                 by_session[str(spath)].append((found, None))
                 seen_paths.add(str(found.path))
+        self._headers = self._prefetch_headers(by_session, known, now)
         for spath, items in by_session.items():
             self._index_session(spath, session_info[spath], items, known, now, report)
+        self._headers = {}
         self._forget_vanished(roots, seen_paths, known, now, report)
         report.elapsed_s = time.perf_counter() - t0
         return report
+
+    def _prefetch_headers(self, by_session, known, now) -> dict:
+        """Many headers to read (a first scan of an archive): read them in worker processes, since
+        the read is CPU-bound in h5py. Returns path → Header or IngestError; the session loop
+        reads anything not here itself (and decides, as always, what is read at all)."""
+        stable_s = self.cfg.scan.stable_seconds
+        todo = []
+        for items in by_session.values():
+            for found, _ in items:
+                old = known.get(str(found.path))
+                unchanged = old is not None and old["size"] == found.size and old["mtime"] == found.mtime
+                if found.error or (unchanged and old["status"] in ("ready", "error")):
+                    continue
+                if unchanged or now - found.mtime >= stable_s:  # may be ready this pass
+                    todo.append(str(found.path))
+        workers = min(os.cpu_count() or 1, 8)
+        if len(todo) < PARALLEL_HEADERS_FROM or workers < 2:
+            return {}
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            # spawn: the daemon has threads, and forking a threaded process is unsafe
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                return dict(zip(todo, pool.map(_read_or_error, todo, chunksize=32), strict=True))
+        except (OSError, RuntimeError):  # no processes to be had: read them one by one
+            return {}
 
     # -- one session --------------------------------------------------------------------------
     def _index_session(self, spath, info, items, known, now, report) -> None:
@@ -191,7 +231,9 @@ class Indexer:
                     self._upsert_file(row)
                     continue
                 try:
-                    hdr = read_header(path)
+                    hdr = self._headers.pop(path, None) or read_header(path)
+                    if isinstance(hdr, IngestError):
+                        raise hdr
                     report.headers_read += 1
                 except IngestError as err:
                     row.update(status="error", error=str(err))

@@ -139,7 +139,7 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
         add("Calibration", "fluxcal.png", "Flux calibrator: measured flux density against the Perley-Butler 2017 model",
             lambda p: plots.flux_vs_model(fc, _models(data, fc), p))
     thumbs = []
-    for pr in data["products"]:
+    for pr in sorted(data["products"], key=lambda p: (p["step"], p["unit"])):
         if pr["kind"] != "image":
             continue
         meta = json.loads(pr["meta"] or "{}")

@@ -50,9 +50,21 @@ def _str(v) -> str:
     return str(v)
 
 
+def _ds(h: h5py.Group, name: str):
+    """Dataset ``name`` of ``h`` read whole (KeyError if absent) through h5py's low-level API: about
+    60 % of the cost of ``h[name][()]``, and ~20 such reads make up a header-only index."""
+    d = h5py.h5d.open(h.id, name.encode())
+    dt = d.dtype
+    if dt.kind == "O":  # variable-length strings and the like: the high-level path knows them
+        return h[name][()]
+    arr = np.empty(d.shape, dtype=dt)
+    d.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+    return arr[()] if arr.shape == () else arr
+
+
 def _scalar(h: h5py.Group, name: str, default=None):
     try:
-        v = h[name][()]
+        v = _ds(h, name)
     except KeyError:
         if default is not None:
             return default
@@ -62,7 +74,7 @@ def _scalar(h: h5py.Group, name: str, default=None):
 
 def _opt(h: h5py.Group, name: str, default):
     try:
-        return h[name][()]
+        return _ds(h, name)
     except KeyError:
         return default
 
@@ -99,12 +111,12 @@ def read_header(path: str | os.PathLike) -> Header:
             if vis.shape[0] != nblts or vis.shape[-1] != npols:
                 raise IngestError(f"visdata shape {vis.shape} disagrees with header (Nblts={nblts}, Npols={npols})")
             _check_not_truncated(f, vis, size)
-            freqs = np.asarray(h["freq_array"][()], dtype=float).ravel()
+            freqs = np.asarray(_ds(h, "freq_array"), dtype=float).ravel()
             if freqs.size != nfreqs:
                 raise IngestError(f"freq_array has {freqs.size} channels, Nfreqs says {nfreqs}")
-            cw = np.asarray(h["channel_width"][()], dtype=float).ravel()
-            times = h["time_array"][()]
-            itime = float(h["integration_time"][0])
+            cw = np.asarray(_ds(h, "channel_width"), dtype=float).ravel()
+            times = _ds(h, "time_array")
+            itime = float(np.asarray(_ds(h, "integration_time")).ravel()[0])
             names = [_str(n) for n in _opt(h, "antenna_names", [])]
             field_name, ra, dec, ptype = _phase_centre(h)
             return Header(
@@ -123,7 +135,7 @@ def read_header(path: str | os.PathLike) -> Header:
                 ra_deg=ra,
                 dec_deg=dec,
                 telescope=_str(_scalar(h, "telescope_name", b"unknown")),
-                polarizations=[int(p) for p in np.asarray(h["polarization_array"][()]).ravel()],
+                polarizations=[int(p) for p in np.asarray(_ds(h, "polarization_array")).ravel()],
                 antenna_names=names,
                 phase_type=ptype,
             )

@@ -543,9 +543,9 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def report(obj: Ctx, session, open_browser, list_only, as_json):
-    """Write the session's QA page: reports/<project>/<session>/index.html under the work root.
+    """Write a session's QA page (static HTML with figures) under the work root.
 
-    Static HTML with figures (uv-coverage, elevations, scan timeline, bandpass, gains, flux
+    The page is reports/<project>/<session>/index.html. Static HTML with figures (uv-coverage, elevations, scan timeline, bandpass, gains, flux
     calibrator against its model, image thumbnails) and the step table. Works on a partly
     processed or failed session too: it shows what exists. `run` also refreshes it as its last step.
     """

@@ -12,6 +12,7 @@ BENCHES = [
     ["plan_noop.py", "--sessions", "1000", "--scans", "50"],
     ["copy_rss.py"],
     ["e2e.py", "--preset", "demo"],
+    ["overhead.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "medium"],
     ["dask_scale.py"],

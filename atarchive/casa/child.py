@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import sys
+import time
 import traceback
 
 
@@ -57,10 +58,12 @@ def _call(c: dict) -> dict:
     from atarchive.errors import PermanentStepError, TemporaryStepError
 
     os.environ["ATARCHIVE_CASA_LOG"] = c["log"]
+    t0 = time.perf_counter()
     try:
         mod_name, _, fn_name = c["func"].partition(":")
         mod = importlib.import_module(mod_name)
-        return {"ok": True, "result": getattr(mod, fn_name)(**c["kwargs"])}
+        result = getattr(mod, fn_name)(**c["kwargs"])
+        return {"ok": True, "result": result, "seconds": time.perf_counter() - t0}
     except BaseException as err:  # noqa: BLE001 - report everything to the parent
         if isinstance(err, PermanentStepError):
             kind = "permanent"

@@ -123,7 +123,10 @@ def _outcome(it: dict, res: dict | None, rc: int | None, killed: str | None):
         how = f"killed by signal {signal.Signals(-rc).name}" if rc and rc < 0 else f"exited with code {rc}"
         return TemporaryStepError(f"{func}: child process {how} without a result\n{_tail(log_path)}")
     if res.get("ok"):
-        return res["result"]
+        out = res["result"]
+        if isinstance(out, dict) and res.get("seconds") is not None:
+            out = {**out, "_call_seconds": round(res["seconds"], 3)}  # time inside the CASA/pyuvdata call
+        return out
     kind = res.get("kind")
     msg = res.get("message") or "unknown error"
     if kind == "permanent":

@@ -511,7 +511,10 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
     if plot_path:
         if not field:
             raise click.UsageError("--plot needs --field (e.g. --field 3C286)")
-        _flux_trend_plot(rows, field, plot_path)
+        starts = {r["key"]: r["mjd"] for r in obj.cat.q(
+            "SELECT s.key, MIN(sc.start_mjd) AS mjd FROM sessions s JOIN scans sc ON sc.session_id = s.id "
+            "GROUP BY s.key")}
+        _flux_trend_plot(rows, field, plot_path, starts)
         err.print(f"plot: {plot_path}")
     keys = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
             "model_flux_jy", "ra_deg", "dec_deg", "method")
@@ -545,10 +548,12 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
 def report(obj: Ctx, session, open_browser, list_only, as_json):
     """Write a session's QA page (static HTML with figures) under the work root.
 
-    The page is reports/<project>/<session>/index.html. Static HTML with figures (uv-coverage, elevations, scan timeline, bandpass, gains, flux
-    calibrator against its model, image thumbnails) and the step table. Works on a partly
-    processed or failed session too: it shows what exists. `run` also refreshes it as its last step.
+    The page is reports/<project>/<session>/index.html: figures (uv-coverage, elevations, scan
+    timeline, bandpass, gains, flux calibrator against its model, image thumbnails) and the step
+    table. Works on a partly processed or failed session too: it shows what exists. `run` also
+    refreshes it as its last step.
     """
+    import shutil
     import uuid
 
     from . import naming
@@ -588,8 +593,6 @@ def report(obj: Ctx, session, open_browser, list_only, as_json):
         res = build(cfg, s["key"], outdir=tmp, final_dir=final, call=call)
         install(tmp, final)
     finally:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
     page = final / "index.html"
@@ -605,33 +608,20 @@ def report(obj: Ctx, session, open_browser, list_only, as_json):
         webbrowser.open(page.as_uri())
 
 
-def _flux_trend_plot(rows: list[dict], field: str, path: str) -> None:
+def _flux_trend_plot(rows: list[dict], field: str, path: str, starts: dict[str, float]) -> None:
+    """measured/model against each session's first scan start (MJD, ``starts``), one series per LO."""
     from .report import plots
 
-    sessions = {}
     series: dict[str, list] = {}
     for r in rows:
         if not (r["model_flux_jy"] and r["flux_jy"]):
             continue
-        mjd = sessions.get(r["session"])
-        if mjd is None:
-            mjd = sessions[r["session"]] = _session_mjd(r["session"])
         err_ = (r["flux_err_jy"] or 0.0) / r["model_flux_jy"]
-        series.setdefault(r["lo"] or "?", []).append((mjd, r["flux_jy"] / r["model_flux_jy"], err_))
+        series.setdefault(r["lo"] or "?", []).append(
+            (starts.get(r["session"], float("nan")), r["flux_jy"] / r["model_flux_jy"], err_))
     if not series:
         raise click.UsageError(f"no measurements of {field!r} with a model flux (only flux calibrators have one)")
     plots.flux_trend(series, Path(path), f"{field}: measured / Perley-Butler 2017 across sessions")
-
-
-def _session_mjd(key: str) -> float:
-    """MJD of a session from its directory name (YYYY-MM-DD-HH:MM:SS), else NaN."""
-    from datetime import datetime, timezone
-
-    try:
-        t = datetime.strptime(key.rsplit("/", 1)[-1][:19], "%Y-%m-%d-%H:%M:%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return float("nan")
-    return t.timestamp() / 86400.0 + 40587.0
 
 
 def _fmt(v) -> str:

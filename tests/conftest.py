@@ -6,6 +6,8 @@ import hashlib
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,11 @@ def assert_fluxes_match_truth(rows: list[dict], truth: dict) -> None:
             assert math.hypot(dra, ddec) < 1.0, (r["field"], r["lo"], dra, ddec)
         seen.add((r["field"], r["lo"]))
     assert seen == {(f, lo) for f in truth["sources"] for lo in truth["los"]}
+
+
+def atarchive_ok(conf: Path, *args: str, timeout: float = 600) -> str:
+    """Run `atarchive --config CONF ARGS…` as a user would; it must exit 0. Returns its stdout."""
+    p = subprocess.run([sys.executable, "-m", "atarchive", "--config", str(conf), *args], capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (args, p.stdout[-2000:], p.stderr[-2000:])
+    return p.stdout

@@ -15,18 +15,11 @@ import time
 import pytest
 
 from atarchive.simulate import preset, simulate
-from conftest import assert_fluxes_match_truth, tree_checksums
+from conftest import assert_fluxes_match_truth, atarchive_ok, tree_checksums
 
 pytestmark = pytest.mark.casa
 EXE = [sys.executable, "-m", "atarchive"]
 TINY = "ptiny/2025-03-15-10:40:00"
-
-
-def _cli(conf, *args):
-    p = subprocess.run([*EXE, "--config", str(conf), *args], capture_output=True, text=True, timeout=300,
-                       stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, (args, p.stdout[-2000:], p.stderr[-2000:])
-    return p.stdout
 
 
 def _rows(db, sql, params=()):
@@ -67,7 +60,7 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
     try:
         t0 = time.time()
         while time.time() - t0 < 400:
-            st = json.loads(_cli(conf, "status", "--json"))
+            st = json.loads(atarchive_ok(conf, "status", "--json", timeout=300))
             states = {s["key"]: s["state"] for s in st["sessions"]}
             if states.get(TINY) in ("done", "failed"):
                 break
@@ -82,14 +75,14 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
     # its last done run has exactly the fingerprint an uninterrupted run records
     assert _rows(db, "SELECT id FROM step_runs WHERE status = 'running'") == []
     assert not list((tmp_path / "work").rglob("*.tmp-*"))
-    ex = json.loads(_cli(conf, "explain", TINY, "--json"))
+    ex = json.loads(atarchive_ok(conf, "explain", TINY, "--json", timeout=300))
     assert all(s["status"] == "up to date" for s in ex["steps"]), ex
     done = {(r["step"], r["unit"]): r["fingerprint"] for r in _rows(
         db, "SELECT step, unit, fingerprint FROM step_runs WHERE status = 'done' ORDER BY id")}
     planned = {(s["step"], u["unit"]): u["fingerprint"] for s in ex["steps"] for u in s["units"]}
     assert {k: done[k] for k in planned} == planned
     # products right: fluxes and positions against the simulator's truth, as for an uninterrupted run
-    assert_fluxes_match_truth(json.loads(_cli(conf, "fluxes", TINY, "--json")), truth)
+    assert_fluxes_match_truth(json.loads(atarchive_ok(conf, "fluxes", TINY, "--json", timeout=300)), truth)
     # retention: full-resolution MSs deleted after compress, averaged ones once concat.ms holds them;
     # only the dropped first flux-calibrator scan's averaged MSs are left
     work = tmp_path / "work"

@@ -40,10 +40,27 @@ def column(path: str, name: str) -> list:
         tb.close()
 
 
-def spw_ranges(ms: str) -> list[list[float]]:
-    """[min, max] channel frequency of every spectral window."""
-    tb = table(ms + "/SPECTRAL_WINDOW")
+def chan_freqs(path: str) -> list:
+    """Channel frequencies (Hz) of every spectral window of an MS or calibration table."""
+    tb = table(path + "/SPECTRAL_WINDOW")
     try:
-        return [[float(f.min()), float(f.max())] for f in (tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows()))]
+        return [tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows())]
     finally:
         tb.close()
+
+
+def spw_ranges(ms: str) -> list[list[float]]:
+    """[min, max] channel frequency of every spectral window."""
+    return [[float(f.min()), float(f.max())] for f in chan_freqs(ms)]
+
+
+def flagged_per_row(tb, chunk: int = 20000):
+    """Flagged fraction of every row of an open main table, read in chunks of rows (bounded memory)."""
+    import numpy as np
+
+    n = tb.nrows()
+    out = np.zeros(n, dtype=np.float32)
+    for start in range(0, n, chunk):
+        nr = min(chunk, n - start)
+        out[start:start + nr] = tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr).mean(axis=0)
+    return out

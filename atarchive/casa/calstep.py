@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ._casa import column, spw_ranges, table
+from ._casa import column, flagged_per_row, spw_ranges, table
 
 
 def field_ids(vis: str) -> dict[str, int]:
@@ -30,26 +30,28 @@ def antenna_names(vis: str) -> list[str]:
     return column(os.path.join(vis, "ANTENNA"), "NAME")
 
 
+def _unflagged_by_antenna(vis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per antenna: the summed unflagged fraction of its cross-correlation rows, and their number."""
+    tb = table(vis)
+    try:
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        frac = 1.0 - flagged_per_row(tb)
+    finally:
+        tb.close()
+    n = int(max(a1.max(), a2.max())) + 1
+    cross = a1 != a2
+    good, rows = np.zeros(n), np.zeros(n)
+    for b in (a1[cross], a2[cross]):
+        np.add.at(good, b, frac[cross])
+        np.add.at(rows, b, 1.0)
+    return good, rows
+
+
 def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
     """Antenna with the most unflagged cross-correlation data; ties broken by distance to the
     array centre. Returns (antenna ID, reason)."""
-    tb = table(vis)
-    try:
-        a1 = tb.getcol("ANTENNA1")
-        a2 = tb.getcol("ANTENNA2")
-        n = int(max(a1.max(), a2.max())) + 1
-        good = np.zeros(n)
-        step = 20000
-        for start in range(0, tb.nrows(), step):
-            nr = min(step, tb.nrows() - start)
-            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
-            frac = 1.0 - fl.reshape(-1, nr).mean(axis=0)
-            b1, b2 = a1[start:start + nr], a2[start:start + nr]
-            cross = b1 != b2
-            np.add.at(good, b1[cross], frac[cross])
-            np.add.at(good, b2[cross], frac[cross])
-    finally:
-        tb.close()
+    good, _ = _unflagged_by_antenna(vis)
+    n = len(good)
     ta = table(os.path.join(vis, "ANTENNA"))
     try:
         pos = ta.getcol("POSITION").T[:n]
@@ -84,22 +86,8 @@ def reset_flags(vis: str, tag: str) -> str:
 
 def antenna_unflagged(vis: str) -> dict[int, float]:
     """Unflagged fraction of each antenna's cross-correlation data."""
-    tb = table(vis)
-    try:
-        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-        n = int(max(a1.max(), a2.max())) + 1
-        good, tot = np.zeros(n), np.zeros(n)
-        for start in range(0, tb.nrows(), 20000):
-            nr = min(20000, tb.nrows() - start)
-            frac = 1.0 - tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr).mean(axis=0)
-            b1, b2 = a1[start:start + nr], a2[start:start + nr]
-            cross = b1 != b2
-            for b in (b1, b2):
-                np.add.at(good, b[cross], frac[cross])
-                np.add.at(tot, b[cross], 1.0)
-    finally:
-        tb.close()
-    return {i: float(good[i] / tot[i]) if tot[i] else 0.0 for i in range(n)}
+    good, rows = _unflagged_by_antenna(vis)
+    return {i: float(good[i] / rows[i]) if rows[i] else 0.0 for i in range(len(good))}
 
 
 def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,

@@ -12,10 +12,10 @@ import os
 
 import numpy as np
 
-from ._casa import column, spw_ranges, table
+from ._casa import chan_freqs, column, flagged_per_row, spw_ranges, table
+from .calstep import spws_for_lo
 
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
-CHUNK = 20000
 
 
 def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict) -> dict:
@@ -33,18 +33,14 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict) -> 
         spw_of_row = np.asarray(dd_spw)[ddid]
         uvw = tb.getcol("UVW")  # (3, nrow): small next to DATA
         for lo, (f0, f1) in lo_ranges.items():
-            ids = [i for i, (s0, s1) in enumerate(spws) if s0 <= f1 and s1 >= f0]
+            ids = spws_for_lo(spws, [f0, f1])
             rows = np.flatnonzero(np.isin(spw_of_row, ids) & cross)
             if rows.size == 0:
                 continue
             keep = rows[np.linspace(0, rows.size - 1, min(MAX_UV_ROWS, rows.size)).astype(int)]
             arrays[f"uv_{lo}"] = uvw[:2, keep].T.astype(np.float32)
             arrays[f"uvfreq_{lo}"] = np.array([0.5 * (f0 + f1)])
-        flagged = np.zeros(n, dtype=np.float32)
-        for start in range(0, n, CHUNK):
-            nr = min(CHUNK, n - start)
-            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
-            flagged[start:start + nr] = fl.reshape(-1, nr).mean(axis=0)
+        flagged = flagged_per_row(tb)
     finally:
         tb.close()
     scans = []
@@ -58,29 +54,19 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict) -> 
 
 
 def _caltable(path: str) -> dict:
+    """What the report plots of a calibration table: solutions, flags, antenna, spectral window, time."""
     tb = table(path)
     try:
         out = {
             "time": tb.getcol("TIME"),
             "ant": tb.getcol("ANTENNA1"),
             "spw": tb.getcol("SPECTRAL_WINDOW_ID"),
-            "field": tb.getcol("FIELD_ID"),
             "flag": tb.getcol("FLAG"),  # (npol, nchan, nrow)
         }
-        cols = tb.colnames()
-        out["value"] = tb.getcol("CPARAM") if "CPARAM" in cols else tb.getcol("FPARAM")
+        out["value"] = tb.getcol("CPARAM") if "CPARAM" in tb.colnames() else tb.getcol("FPARAM")
     finally:
         tb.close()
-    out["chan_freq"] = [np.asarray(f) for f in _chan_freqs(path)]
     return out
-
-
-def _chan_freqs(path: str) -> list:
-    tb = table(os.path.join(path, "SPECTRAL_WINDOW"))
-    try:
-        return [tb.getcell("CHAN_FREQ", i) for i in range(tb.nrows())]
-    finally:
-        tb.close()
 
 
 def run(*, vis: str, caldir: str | None, lo_ranges: dict, out_npz: str) -> dict:
@@ -89,20 +75,13 @@ def run(*, vis: str, caldir: str | None, lo_ranges: dict, out_npz: str) -> dict:
     if vis and os.path.isdir(vis):
         info.update(_uv_and_flags(vis, lo_ranges, arrays))
         arrays["antenna_names"] = np.array(column(os.path.join(vis, "ANTENNA"), "NAME"))
-        arrays["field_names"] = np.array(column(os.path.join(vis, "FIELD"), "NAME"))
     for kind in ("B0", "G1"):
         for path in sorted(glob.glob(os.path.join(caldir or "", f"{kind}_g*.tb"))):
             g = os.path.basename(path)[len(kind) + 2:-3]
-            t = _caltable(path)
             pre = f"{kind}_{g}_"
-            for k, v in t.items():
-                if k == "chan_freq":
-                    arrays[pre + "chan_freq"] = np.array([np.mean(f) for f in v])
-                    if kind == "B0":
-                        for i, f in enumerate(v):
-                            arrays[f"{pre}freqs_spw{i}"] = f
-                else:
-                    arrays[pre + k] = np.asarray(v)
+            arrays.update({pre + k: np.asarray(v) for k, v in _caltable(path).items()})
+            if kind == "B0":  # the bandpass is plotted against frequency
+                arrays.update({f"{pre}freqs_spw{i}": f for i, f in enumerate(chan_freqs(path))})
             info["tables"].setdefault(kind, []).append(g)
     os.makedirs(os.path.dirname(out_npz), exist_ok=True)
     np.savez_compressed(out_npz, **arrays)

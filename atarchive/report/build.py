@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,7 @@ def gather(cat: Catalogue, cfg: Config, key: str) -> dict:
     s = cat.session(key)
     sid = s["id"]
     view = load_view(cat, cfg, s)
-    order = {n: i for i, n in enumerate(STEP_NAMES + ["report"])}
+    order = {n: i for i, n in enumerate(STEP_NAMES)}
     runs = sorted(cat.latest_runs(sid), key=lambda r: (order.get(r["step"], 99), r["unit"]))
     try:
         roles = view.roles.as_dict()
@@ -50,11 +51,11 @@ def gather(cat: Catalogue, cfg: Config, key: str) -> dict:
     }
 
 
-def extract_call(data: dict, out_npz: Path) -> tuple[str, dict]:
-    """The CASA child call that writes the MS and calibration-table arrays to ``out_npz``."""
-    sdir = Path(data["sdir"])
-    vis, caldir = naming.fixed_ms(sdir), naming.cal_dir(sdir)
-    lo_ranges = {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in data["los"]}
+def extract_call(sdir: Path, los: list[dict], out_npz: Path) -> tuple[str, dict]:
+    """The CASA child call that writes the MS and calibration-table arrays of the session in ``sdir``
+    (with LO rows ``los``) to ``out_npz``."""
+    vis, caldir = naming.fixed_ms(Path(sdir)), naming.cal_dir(Path(sdir))
+    lo_ranges = {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in los}
     return "atarchive.casa.qadata:run", {"vis": str(vis) if vis.is_dir() else "",
                                          "caldir": str(caldir) if caldir.is_dir() else None,
                                          "lo_ranges": lo_ranges, "out_npz": str(out_npz)}
@@ -70,7 +71,7 @@ def build(cfg: Config, key: str, *, outdir: Path, final_dir: Path, call: ChildCa
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     data = load(cfg, key)
-    func, kwargs = extract_call(data, outdir / "qa.npz")
+    func, kwargs = extract_call(data["sdir"], data["los"], outdir / "qa.npz")
     notes = []
     try:
         call(func, kwargs)
@@ -126,19 +127,17 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
         out = qa.bandpass_outliers(amp, ph)
         outliers_all[g] = {bnames[i]: why for i, why in out.items()}
         add("Calibration", f"bandpass_g{g}.png", f"Bandpass, LO group {g} (outliers in red)",
-            lambda p, a=(freqs, amp, ph, bnames, out, g): plots.bandpass(a[0], a[1], a[2], a[3], a[4], p,
-                                                                      f"bandpass B0, group {a[5]}"))
+            partial(plots.bandpass, *_break_gaps(freqs, amp, ph), bnames, out, title=f"bandpass B0, group {g}"))
     for g in sorted({k.split("_")[1] for k in arrays if k.startswith("G1_")}):
         gn = _gains(arrays, f"G1_{g}_", names, t0)
         if gn is None:
             continue
         add("Calibration", f"gains_g{g}.png", f"Gain amplitude and phase on the calibrators, LO group {g}",
-            lambda p, a=gn, g=g: plots.gains(a[0], a[1], a[2], a[3], p, f"gains G1, group {g}"))
+            partial(plots.gains, *gn, title=f"gains G1, group {g}"))
     fc = [f for f in data["fluxes"] if f["model_flux_jy"] and f["flux_jy"]]
     if fc:
         add("Calibration", "fluxcal.png", "Flux calibrator: measured flux density against the Perley-Butler 2017 model",
             lambda p: plots.flux_vs_model(fc, _models(data, fc), p))
-    thumbs = []
     for pr in sorted(data["products"], key=lambda p: (p["step"], p["unit"])):
         if pr["kind"] != "image":
             continue
@@ -154,9 +153,8 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
                f"rms {_num(meta.get('rms_jy'), 1e3)} mJy/beam, beam {_num(meta.get('beam_major_arcsec'), 1, 1)}″ × "
                f"{_num(meta.get('beam_minor_arcsec'), 1, 1)}″")
         n0 = len(figures)
-        add("Images", fname, cap, lambda p, f=fits, c=cap: _draw_thumb(f, c, p))
+        add("Images", fname, cap, partial(_draw_thumb, fits, f"{meta.get('_field', pr['unit'])} Lo{meta.get('_lo', '')}"))
         if len(figures) > n0:
-            thumbs.append(figures[-1])
             figures[-1]["link"] = os.path.relpath(fits, final_dir)
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
                        created=time.time())
@@ -222,15 +220,19 @@ def _bandpass(arrays: dict, pre: str, names: list[str]):
         amp[i, j * nch:(j + 1) * nch] = np.abs(v)
         ph[i, j * nch:(j + 1) * nch] = np.degrees(np.angle(v))
     order = np.argsort(freqs)
-    freqs, amp, ph = freqs[order], amp[:, order], ph[:, order]
-    # break the lines across gaps between LOs / spectral windows (NaN columns)
+    return freqs[order], amp[:, order], ph[:, order], [names[a] if a < len(names) else str(a) for a in ants]
+
+
+def _break_gaps(freqs: np.ndarray, amp: np.ndarray, ph: np.ndarray):
+    """For plotting only: a NaN column wherever the frequencies jump (between LOs or spectral
+    windows), so lines are not drawn across the gap."""
     step = np.diff(freqs)
     gaps = np.flatnonzero(step > 5 * np.median(step)) + 1 if step.size else []
     if len(gaps):
         freqs = np.insert(freqs, gaps, np.nan)
         amp = np.insert(amp, gaps, np.nan, axis=1)
         ph = np.insert(ph, gaps, np.nan, axis=1)
-    return freqs, amp, ph, [names[a] if a < len(names) else str(a) for a in ants]
+    return freqs, amp, ph
 
 
 def _gains(arrays: dict, pre: str, names: list[str], t0: float | None):
@@ -270,7 +272,7 @@ def _models(data: dict, pts: list[dict]) -> dict:
     return out
 
 
-def _draw_thumb(fits_path: str, caption: str, path: Path):
+def _draw_thumb(fits_path: str, title: str, path: Path):
     from astropy.io import fits
 
     with fits.open(fits_path, memmap=False) as h:
@@ -282,4 +284,4 @@ def _draw_thumb(fits_path: str, caption: str, path: Path):
     if hdr.get("BMAJ") and hdr.get("CDELT2"):
         pix = abs(hdr["CDELT2"])
         beam = (hdr["BMAJ"] / pix, hdr["BMIN"] / pix, float(hdr.get("BPA", 0.0)))
-    return plots.thumbnail(d, beam, caption.split(":")[0], path)
+    return plots.thumbnail(d, beam, title, path)

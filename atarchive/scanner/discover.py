@@ -107,7 +107,6 @@ class Indexer:
         self.cat = cat
         self.cfg = cfg
         self.now = now
-        self._headers: dict = {}
 
     def scan(self, roots: list[Path] | None = None) -> ScanReport:
         t0 = time.perf_counter()
@@ -135,10 +134,9 @@ class Indexer:
                 session_info[str(spath)] = (project, sname or project, key, str(root))
                 by_session[str(spath)].append((found, None))
                 seen_paths.add(str(found.path))
-        self._headers = self._prefetch_headers(by_session, known, now)
+        headers = self._prefetch_headers(by_session, known, now)
         for spath, items in by_session.items():
-            self._index_session(spath, session_info[spath], items, known, now, report)
-        self._headers = {}
+            self._index_session(spath, session_info[spath], items, known, now, report, headers)
         self._forget_vanished(roots, seen_paths, known, now, report)
         report.elapsed_s = time.perf_counter() - t0
         return report
@@ -171,7 +169,8 @@ class Indexer:
             return {}
 
     # -- one session --------------------------------------------------------------------------
-    def _index_session(self, spath, info, items, known, now, report) -> None:
+    def _index_session(self, spath, info, items, known, now, report, headers: dict) -> None:
+        """``headers``: path → Header or IngestError read ahead in parallel (anything missing is read here)."""
         project, sname, key, root = info
         stable_s = self.cfg.scan.stable_seconds
         cat = self.cat
@@ -231,7 +230,7 @@ class Indexer:
                     self._upsert_file(row)
                     continue
                 try:
-                    hdr = self._headers.pop(path, None) or read_header(path)
+                    hdr = headers.get(path) or read_header(path)
                     if isinstance(hdr, IngestError):
                         raise hdr
                     report.headers_read += 1

@@ -26,11 +26,11 @@ class Report(Step):
         return [UnitSpec(key="", params={}, inputs=inputs, outputs=[final])]
 
     def prepare(self, ctx: RunContext) -> tuple[str, dict]:
-        from ..report.build import extract_call, load
+        from ..report.build import extract_call
 
         out = ctx.out(ctx.unit.spec.outputs[0])
         out.mkdir(parents=True, exist_ok=True)
-        return extract_call(load(ctx.view.cfg, ctx.view.key), out / "qa.npz")
+        return extract_call(ctx.view.sdir, ctx.view.los, out / "qa.npz")
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
         from ..report.build import load, render_report

@@ -13,9 +13,15 @@ import shutil
 import numpy as np
 
 from ..errors import PermanentStepError
+from . import mswrite
 
 
 def _read(files: list[str], **kw):
+    return _read_sorted(files, **kw)[0]
+
+
+def _read_sorted(files: list[str], **kw):
+    """Read and merge in frequency. Returns (UVData, the files in frequency order)."""
     from pyuvdata import UVData
 
     uvs = []
@@ -27,15 +33,17 @@ def _read(files: list[str], **kw):
             uv.read(f, file_type="uvh5", fix_old_proj=False, run_check=False, run_check_acceptability=False, **kw)
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise PermanentStepError(f"{f}: cannot read uvh5: {str(err).splitlines()[0]}") from None
-        uvs.append(uv)
-    uvs.sort(key=lambda u: float(u.freq_array.min()))
+        uvs.append((uv, f))
+    uvs.sort(key=lambda p: float(p[0].freq_array.min()))
+    files = [f for _, f in uvs]
+    uvs = [u for u, _ in uvs]
     out = uvs[0]
     if len(uvs) > 1:
         try:
             out = out.fast_concat(uvs[1:], "freq", run_check=False, inplace=False)
         except (ValueError, AssertionError) as err:
             raise PermanentStepError(f"subband files of this scan do not fit together: {err}") from None
-    return out
+    return out, files
 
 
 def _renumber(uv, used: np.ndarray | None = None) -> dict:
@@ -101,7 +109,27 @@ def _append_rows(chunk_ms: str, out_ms: str) -> None:
         do.putcell("TIME_RANGE", 0, np.array([min(a[0], b[0]), max(a[1], b[1])]))
 
 
-def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> dict:
+def _via_uvdata(files: list[str], out_ms: str, used, phase_time: float, times, n: int):
+    """pyuvdata's reader and ``write_ms``, by time chunks when ``n`` > 0. Returns (last chunk's UVData,
+    number of chunks)."""
+    chunks = [times] if n <= 0 or n >= len(times) else [times[i:i + n] for i in range(0, len(times), n)]
+    uv = None
+    for i, chunk in enumerate(chunks):
+        uv = _read(files, **({} if len(chunks) == 1 else {"times": chunk}))
+        _prepare(uv, used, phase_time)
+        if i == 0:
+            uv.write_ms(out_ms, force_phase=True, run_check=False, clobber=False)
+        else:
+            part = f"{out_ms}.chunk{i}"
+            uv.write_ms(part, force_phase=True, run_check=False, clobber=True)
+            _append_rows(part, out_ms)
+            shutil.rmtree(part, ignore_errors=True)
+        if i < len(chunks) - 1:
+            uv = None  # free the chunk before reading the next
+    return uv, len(chunks)
+
+
+def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None, direct: bool = True) -> dict:
     """Convert one scan-LO (its subband files) to ``out_ms``. See module doc.
 
     ``times_per_chunk``: read and write that many integrations at a time (bounded memory for long
@@ -116,28 +144,21 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
     if os.path.exists(out_ms):
         raise PermanentStepError(f"output exists already: {out_ms}")
     nbytes = sum(os.path.getsize(f) for f in files)
-    meta = _read(files[:1], read_data=False)  # times and baselines are the same in every subband
+    meta, by_freq = _read_sorted(files, read_data=False)  # headers only, merged in frequency
     if meta.Nblts == 0:
         raise PermanentStepError("no visibilities in these files")
     used = np.unique(np.concatenate([meta.ant_1_array, meta.ant_2_array]))
-    phase_time = float(np.median(meta.time_array))
     times = np.unique(meta.time_array)
     n = int(times_per_chunk or 0)
-    chunks = [times] if n <= 0 or n >= len(times) else [times[i:i + n] for i in range(0, len(times), n)]
+    mapping = _renumber(meta, used)
+    if direct and mswrite.suitable(meta):
+        # already phased, time-ordered: write the MS straight from chunked reads (mswrite)
+        nchunks = mswrite.write(meta, by_freq, out_ms, times_per_chunk=n)
+        uv, writer = meta, "direct"
+    else:
+        uv, nchunks = _via_uvdata(files, out_ms, used, float(np.median(meta.time_array)), times, n)
+        writer = "pyuvdata"
     del meta
-    uv = None
-    for i, chunk in enumerate(chunks):
-        uv = _read(files, **({} if len(chunks) == 1 else {"times": chunk}))
-        mapping = _prepare(uv, used, phase_time)
-        if i == 0:
-            uv.write_ms(out_ms, force_phase=True, run_check=False, clobber=False)
-        else:
-            part = f"{out_ms}.chunk{i}"
-            uv.write_ms(part, force_phase=True, run_check=False, clobber=True)
-            _append_rows(part, out_ms)
-            shutil.rmtree(part, ignore_errors=True)
-        if i < len(chunks) - 1:
-            uv = None  # free the chunk before reading the next
     field = next(iter(uv.phase_center_catalog.values()))
     return {
         "nants": int(uv.Nants_data), "nbls": int(uv.Nbls), "ntimes": int(len(times)), "nchan": int(uv.Nfreqs),
@@ -145,5 +166,6 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
         "field": field["cat_name"], "ra_deg": float(np.degrees(field.get("cat_lon") or 0.0)),
         "dec_deg": float(np.degrees(field.get("cat_lat") or 0.0)), "nbytes_in": int(nbytes),
         "antenna_map": {str(k): v for k, v in mapping.items()},
-        "antenna_names": [str(n) for n in uv.telescope.antenna_names], "chunks": len(chunks),
+        "antenna_names": [str(n) for n in uv.telescope.antenna_names], "chunks": nchunks,
+        "writer": writer,
     }

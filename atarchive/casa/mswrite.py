@@ -1,0 +1,142 @@
+"""Write a scan-LO's Measurement Set straight from its uvh5 subband files.
+
+The main table is filled column by column from chunked reads (``h5chunks``) of each subband,
+placed side by side in frequency, with the same values pyuvdata's ``write_ms`` puts there
+(conjugated data, CASA polarisation order, negated uvw, median weights); the subtables are written
+by pyuvdata's own writers from the metadata-only object. Compared with reading a UVData per
+subband, concatenating it and calling ``write_ms``, no array is copied more than once, and memory
+holds one chunk of rows. tests/test_convert_direct.py checks every column against ``write_ms``.
+
+Used for data already phased to a sidereal centre with one phase centre and time-ordered rows (what
+the ATA writes); anything else goes through pyuvdata (``convert``). Baselines stored both ways
+round (the ATA does) are conjugated to ant1 < ant2 as ``write_ms`` does.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import h5py
+import numpy as np
+
+
+def suitable(meta) -> bool:
+    """Can this (metadata-only, merged, renumbered) scan-LO be written directly?"""
+    cat = meta.phase_center_catalog
+    return (
+        len(cat) == 1
+        and next(iter(cat.values()))["cat_type"] == "sidereal"
+        and meta.Nspws == 1
+        and bool(np.all(np.diff(meta.time_array) >= 0))
+    )
+
+
+def _row_chunks(time_array: np.ndarray, times_per_chunk: int | None) -> list[tuple[int, int]]:
+    n = len(time_array)
+    if not times_per_chunk or times_per_chunk <= 0:
+        return [(0, n)]
+    starts = np.flatnonzero(np.r_[True, time_array[1:] != time_array[:-1]])  # first row of each time
+    edges = list(starts[::times_per_chunk]) + [n]
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> int:
+    """Write ``out_ms`` for ``meta`` (merged metadata of ``files_by_freq``, in that frequency order,
+    antennas renumbered). Returns the number of row chunks."""
+    from astropy.time import Time
+    from pyuvdata import utils
+    from pyuvdata.utils.io import ms as ms_utils
+
+    from .h5chunks import read_rows
+
+    pol_order = np.asarray(utils.pol.determine_pol_order(meta.polarization_array, order="CASA"))
+    casa_pols = meta.polarization_array[pol_order]
+    same = np.isin(casa_pols, [-5, -6, -1, -2, 1])  # parallel hands: autocorrelations made real
+    if meta.scan_number_array is None:
+        meta._set_scan_numbers()
+    # write_ms turns baselines to ant1 < ant2 when both orders occur: the same rows here. Data are read
+    # straight into CASA polarisation order; a turned row takes its conjugate polarisations (q).
+    flip = np.zeros(meta.Nblts, bool)
+    inv_order = np.argsort(pol_order)
+    if np.any(meta.ant_1_array < meta.ant_2_array) and np.any(meta.ant_1_array > meta.ant_2_array):
+        flip = meta.ant_1_array > meta.ant_2_array
+        conj_perm = np.argsort(utils.pol.reorder_conj_pols(meta.polarization_array))
+        q = inv_order[conj_perm[pol_order]]
+        meta.conjugate_bls("ant1<ant2")  # metadata only: uvw, antennas, baselines
+    autos = meta.ant_1_array == meta.ant_2_array
+    ms = ms_utils.init_ms_file(out_ms)
+    try:
+        ms.addrows(meta.Nblts)
+        handles = [h5py.File(f, "r") for f in files_by_freq]
+        try:
+            edges = np.r_[0, np.cumsum([h["Header/Nfreqs"][()] for h in handles])]
+            garbage = False
+            weights = np.empty((meta.Nblts, meta.Npols))
+            chunks = _row_chunks(meta.time_array, times_per_chunk)
+            for a, b in chunks:
+                shape = (b - a, meta.Nfreqs, meta.Npols)
+                data, flags, ns = np.empty(shape, np.complex64), np.empty(shape, bool), np.empty(shape, np.float32)
+                for h, c0, c1 in zip(handles, edges[:-1], edges[1:]):
+                    for name, arr in (("visdata", data), ("flags", flags), ("nsamples", ns)):
+                        read_rows(h["Data"][name], a, b, out=arr[:, c0:c1], pols=pol_order)
+                np.conjugate(data, out=data)  # MS convention (flip_conj)
+                f = flip[a:b]
+                if f.any():
+                    data[f] = np.conjugate(data[f])[:, :, q]
+                    flags[f] = flags[f][:, :, q]
+                    ns[f] = ns[f][:, :, q]
+                # The ATA correlator's nsamples can be garbage (negative): samples are unit weight.
+                lo, hi = ns.min(), ns.max()  # NaN propagates: counts as garbage
+                garbage = garbage or not (lo > 0 and np.isfinite(hi))
+                auto = autos[a:b]
+                if np.any(auto):
+                    sel = data[auto]
+                    sel[..., same] = np.abs(sel[..., same])
+                    data[auto] = sel
+                ms.putcol("DATA", data, a, b - a)
+                ms.putcol("FLAG", flags, a, b - a)
+                if not garbage:
+                    med = np.full(shape[::2], lo) if lo == hi else np.median(ns, axis=1)
+                    weights[a:b] = med[:, inv_order]  # pyuvdata: per polarisation in file order
+                    ms.putcol("WEIGHT_SPECTRUM", ns, a, b - a)
+                del data, flags, ns
+            if garbage:  # every row unit weight, as the pyuvdata path sets it
+                weights[:] = 1.0
+                ones = np.ones((min(meta.Nblts, 4096), meta.Nfreqs, meta.Npols), np.float32)
+                for a in range(0, meta.Nblts, len(ones)):
+                    n = min(len(ones), meta.Nblts - a)
+                    ms.putcol("WEIGHT_SPECTRUM", ones[:n], a, n)
+        finally:
+            for h in handles:
+                h.close()
+        times, inv = np.unique(meta.time_array, return_inverse=True)
+        mjd_s = (Time(times, format="jd", scale="utc").mjd * 86400.0)[inv]
+        ms.putcolkeyword("DATA", "QuantumUnits", meta.vis_units)
+        ms.putcol("WEIGHT", weights)
+        ms.putcol("SIGMA", np.power(weights, -0.5, where=(weights != 0), out=None))
+        ms.putcol("ANTENNA1", meta.ant_1_array)
+        ms.putcol("ANTENNA2", meta.ant_2_array)
+        ms.putcol("INTERVAL", meta.integration_time)
+        ms.putcol("EXPOSURE", meta.integration_time)
+        ms.putcol("DATA_DESC_ID", np.zeros(meta.Nblts))
+        ms.putcol("SCAN_NUMBER", meta.scan_number_array)
+        ms.putcol("TIME", mjd_s)
+        ms.putcol("TIME_CENTROID", mjd_s)
+        ms.putcol("UVW", -meta.uvw_array)
+        ms.putcol("FIELD_ID", np.zeros(meta.Nblts, dtype=int))
+        if meta.extra_keywords:
+            ms.putkeyword("pyuvdata_extra", meta.extra_keywords)
+        if meta.pol_convention is not None:
+            ms.putkeyword("pyuvdata_polconv", meta.pol_convention)
+        ms.putkeyword("pyuvdata_flip_conj", True)
+    finally:
+        ms.done()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fn in (ms_utils.write_ms_antenna, ms_utils.write_ms_data_description, ms_utils.write_ms_feed,
+                   ms_utils.write_ms_field, ms_utils.write_ms_history, ms_utils.write_ms_observation,
+                   ms_utils.write_ms_pointing, ms_utils.write_ms_source, ms_utils.write_ms_spectral_window):
+            fn(out_ms, uvobj=meta)
+        ms_utils.write_ms_polarization(out_ms, pol_order=utils.tools.slicify(pol_order, allow_empty=True),
+                                       uvobj=meta)
+    return len(chunks)

@@ -2,7 +2,8 @@
 
 The seed runs four scripts one after the other, each looping over its scans/LOs serially in one
 process. `seed` mode here does exactly the CASA/pyuvdata calls atarchive makes (same functions, same
-parameters, taken from atarchive's own plan), but serially: one process per step, units one after
+parameters, taken from atarchive's own plan; conversion with pyuvdata's read + write_ms as the seed's
+copy script does, where atarchive writes the same MS directly), but serially: one process per step, units one after
 another, nothing in parallel, no catalogue. `atarchive` mode is `atarchive scan && atarchive run`
 with the default executor (threads, one worker per core). Both are timed in the same run.
 
@@ -36,6 +37,19 @@ CONF = ('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n
         "[steps.image]\nmax_imsize = 256\n")
 
 
+def _seed_step(step):
+    """The seed converts with pyuvdata's read + write_ms; atarchive's copy writes the MS directly."""
+    if step.name != "copy":
+        return step
+
+    class SeedCopy(type(step)):
+        def prepare(self, ctx):
+            func, kwargs = super().prepare(ctx)
+            return func, {**kwargs, "direct": False}
+
+    return SeedCopy()
+
+
 def seed_like(tmp: Path) -> dict:
     """Every step's units, prepared as atarchive prepares them, run serially in one child per step."""
     (tmp / "atarchive.toml").write_text(CONF)
@@ -64,7 +78,7 @@ def seed_like(tmp: Path) -> dict:
                                    workdir=naming.casa_workdir(view.sdir, u.step) / token, cancel=cancel,
                                    products=products))
         t0 = time.perf_counter()
-        outcomes = Reconciler._execute_batch(step, ctxs, cfg)  # one child process, units in turn
+        outcomes = Reconciler._execute_batch(_seed_step(step), ctxs, cfg)  # one child process, units in turn
         times[step.name] = round(time.perf_counter() - t0, 1)
         bad = [o for o in outcomes if isinstance(o, BaseException)]
         if bad:

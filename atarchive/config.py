@@ -36,6 +36,7 @@ class DaemonConfig(_Strict):
 
 class CopyConfig(_Strict):
     times_per_chunk: int = Field(0, ge=0, description="0 = read a whole scan-LO at once")
+    convert_dropped: bool = Field(False, description="also convert (and compress) scans concat leaves out")
 
 
 class CompressConfig(_Strict):

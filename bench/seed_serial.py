@@ -3,7 +3,8 @@
 The seed runs four scripts one after the other, each looping over its scans/LOs serially in one
 process. `seed` mode here does exactly the CASA/pyuvdata calls atarchive makes (same functions, same
 parameters, taken from atarchive's own plan; conversion with pyuvdata's read + write_ms as the seed's
-copy script does, where atarchive writes the same MS directly), but serially: one process per step, units one after
+copy script does, where atarchive writes the same MS directly; every scan converted and compressed,
+also the flux-calibrator scan concat drops, which atarchive does not convert), but serially: one process per step, units one after
 another, nothing in parallel, no catalogue. `atarchive` mode is `atarchive scan && atarchive run`
 with the default executor (threads, one worker per core). Both are timed in the same run.
 
@@ -51,8 +52,10 @@ def _seed_step(step):
 
 
 def seed_like(tmp: Path) -> dict:
-    """Every step's units, prepared as atarchive prepares them, run serially in one child per step."""
-    (tmp / "atarchive.toml").write_text(CONF)
+    """Every step's units, prepared as atarchive prepares them, run serially in one child per step.
+    Like the seed's copy script, every scan is converted and compressed, also the flux-calibrator
+    scan concat then drops (atarchive skips those)."""
+    (tmp / "atarchive.toml").write_text(CONF + "[steps.copy]\nconvert_dropped = true\n")
     cfg = config.load(tmp / "atarchive.toml")
     cat = Catalogue(cfg.catalogue)
     from atarchive.scanner.discover import Indexer

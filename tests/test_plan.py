@@ -81,7 +81,14 @@ def run_all(view, runs, exists=lambda p: True):
 def test_fresh_session_starts_with_copy_per_scan_and_lo(tmp_path):
     p = plan(_view(tmp_path), Runs())
     assert p.state == "pending" and p.next_step == "copy"
-    assert len(p.units["copy"]) == 14 and {u.reason for u in p.units["copy"].values()} == {"never run"}
+    # 7 scans × 2 LOs, less the earlier 3C286 scan that concat drops (not converted at all)
+    assert len(p.units["copy"]) == 12 and {u.reason for u in p.units["copy"].values()} == {"never run"}
+    assert not any("_3C286_" in k and "uvh5_60000_1000_0" in k for k in p.units["copy"])
+    everything = plan(_view(tmp_path, steps={"copy": {"convert_dropped": True}}), Runs())
+    assert len(everything.units["copy"]) == 14
+    # the choice is not a product property: converting the dropped scan too leaves the others up to date
+    assert {k: u.fingerprint for k, u in everything.units["copy"].items() if k in p.units["copy"]} == {
+        k: u.fingerprint for k, u in p.units["copy"].items()}
 
 
 def test_concat_drops_all_but_last_flux_cal_scan(tmp_path):
@@ -93,6 +100,7 @@ def test_concat_drops_all_but_last_flux_cal_scan(tmp_path):
     view2 = _view(tmp_path, steps={"concat": {"flux_cal_scans": "all"}})
     (c2,) = run_all(view2, Runs()).units["concat"].values()
     assert c2.spec.params["dropped"] == [] and len(c2.spec.inputs) == 14
+    assert len(run_all(view2, Runs()).units["copy"]) == 14  # kept scans are converted
 
 
 def test_everything_done_is_up_to_date(tmp_path):

@@ -46,6 +46,19 @@ class SessionView:
         ]
 
     @cached_property
+    def dropped(self) -> dict[str, str]:
+        """stem → why concat leaves the scan out (``steps.concat.flux_cal_scans``): every scan of a flux
+        calibrator but its last, which alone was taken on the final delay/phase model."""
+        if self.cfg.steps.concat.flux_cal_scans == "all":
+            return {}
+        out = {}
+        for fc in sorted(set(self.roles.names("flux_cal"))):
+            stems = [s["stem"] for s in self.used_scans if s["field"] == fc]
+            for stem in stems[:-1]:
+                out[stem] = f"earlier scan of flux calibrator {fc} (old delay/phase model); kept {stems[-1]}"
+        return out
+
+    @cached_property
     def files_by_scan_lo(self) -> dict[tuple[int, str], list[dict]]:
         out: dict[tuple[int, str], list[dict]] = {}
         for f in self.files:

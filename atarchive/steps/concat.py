@@ -14,19 +14,6 @@ from ..errors import PermanentStepError
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 
-def dropped_scans(view: SessionView) -> dict[str, str]:
-    """stem → why it is left out of the concatenation."""
-    if view.cfg.steps.concat.flux_cal_scans == "all":
-        return {}
-    fluxcals = set(view.roles.names("flux_cal"))
-    out = {}
-    for fc in fluxcals:
-        stems = [s["stem"] for s in view.used_scans if s["field"] == fc]
-        for stem in stems[:-1]:
-            out[stem] = f"earlier scan of flux calibrator {fc} (old delay/phase model); kept {stems[-1]}"
-    return out
-
-
 class Concat(Step):
     name = "concat"
     version = 1
@@ -35,7 +22,7 @@ class Concat(Step):
         comp = up["compress"]
         if not comp:
             return []
-        drop = dropped_scans(view)
+        drop = view.dropped
         kept = {k: u for k, u in comp.items() if u.spec.payload["stem"] not in drop}
         order = {s["stem"]: i for i, s in enumerate(view.used_scans)}
         ordered = sorted(kept.values(), key=lambda u: (order[u.spec.payload["stem"]], u.spec.payload["lo"]))

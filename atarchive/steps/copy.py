@@ -1,7 +1,10 @@
 """copy: per scan and LO, merge that LO's subband files and convert uvh5 → MS (pyuvdata, child process).
 
 Source files are only read. Antennas with data are renumbered 0..N-1 and the data phased (in
-``atarchive.casa.convert``). Memory holds one scan-LO at a time.
+``atarchive.casa.convert``). Memory holds one scan-LO at a time (or one time chunk of it).
+
+Scans that concat leaves out (earlier flux-calibrator scans, ``SessionView.dropped``) are not
+converted, so not compressed either, unless ``steps.copy.convert_dropped``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,18 @@ class Copy(Step):
     version = 1
     software = "convert"
 
+    def params(self, cfg) -> dict:
+        p = cfg.steps.copy_.model_dump()
+        p.pop("convert_dropped")  # which scans, not a product property
+        return p
+
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         keep = view.cfg.steps.compress.keep_fullres
+        skip = {} if view.cfg.steps.copy_.convert_dropped else view.dropped
         out = []
         for scan in view.used_scans:
+            if scan["stem"] in skip:
+                continue
             for lo in view.lo_names:
                 files = view.files_by_scan_lo.get((scan["id"], lo))
                 if not files:

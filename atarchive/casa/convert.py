@@ -138,8 +138,9 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
     conversion gives."""
     if not files:
         raise PermanentStepError("no files for this scan and LO")
-    from .child import cache_numba
+    from .child import cache_numba, offline_astropy
 
+    offline_astropy()
     cache_numba()
     if os.path.exists(out_ms):
         raise PermanentStepError(f"output exists already: {out_ms}")

@@ -29,9 +29,8 @@ class Fix(Step):
 
     def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         spec = ctx.unit.spec
-        tmp = ctx.out(spec.outputs[0])
-        shutil.copytree(spec.payload["in_ms"], tmp, symlinks=True)
-        return "atarchive.casa.scans:fix_scan_numbers", {"ms": str(tmp), "max_gap_s": spec.params["max_gap_s"]}
+        return "atarchive.casa.scans:fix_scan_numbers", {
+            "ms": str(ctx.out(spec.outputs[0])), "src": spec.payload["in_ms"], "max_gap_s": spec.params["max_gap_s"]}
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         # Flag backups that calibrate kept of an older fixed MS do not belong to this one.

@@ -43,14 +43,20 @@ def acquire_lock(cfg: Config) -> FileLock:
         lock.acquire()
     except Timeout:
         holder = "unknown"
-        try:
-            info = json.loads(lock_info_path(cfg).read_text())
-            holder = f"PID {info['pid']} on host {info['host']} (since {time.ctime(info['started'])})"
-        except (OSError, ValueError, KeyError):
-            pass
+        for _ in range(20):  # the holder writes who it is just after taking the lock
+            try:
+                info = json.loads(lock_info_path(cfg).read_text())
+                if info["host"] == socket.gethostname():
+                    os.kill(int(info["pid"]), 0)  # left by a daemon that was killed: not the holder
+                holder = f"PID {info['pid']} on host {info['host']} (since {time.ctime(info['started'])})"
+                break
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
         raise DaemonRunning(f"another atarchive daemon already runs on catalogue {cfg.catalogue}: {holder}") from None
-    lock_info_path(cfg).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                               "started": time.time()}))
+    info = lock_info_path(cfg)
+    tmp = info.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+    tmp.replace(info)  # whole or not at all for a reader
     return lock
 
 

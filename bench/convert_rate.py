@@ -48,6 +48,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--one", nargs="+")
     ap.add_argument("--direct", type=int, default=1)
+    ap.add_argument("--name", default="convert_rate", help="results file name (bench/results/NAME.json)")
     args = ap.parse_args()
     if args.one:
         one(args.one[:-1], args.one[-1], bool(args.direct), args.reps)
@@ -80,13 +81,14 @@ def main() -> int:
         v["steady_mb_s"] = mb / v["steady_s"]
         v["first_mb_s"] = mb / v["first_s"]
     speedup = out["write_ms"]["steady_s"] / out["atarchive"]["steady_s"]
-    save("convert_rate", {"antennas": args.antennas, "channels": args.channels, "seconds": args.seconds,
+    save(args.name, {"antennas": args.antennas, "channels": args.channels, "seconds": args.seconds,
                           "uvh5_mb": mb, **out, "speedup": speedup, "identical": not same["diffs"],
                           "diffs": same["diffs"], "columns_compared": same["columns"]})
     a, w = out["atarchive"], out["write_ms"]
-    print(line(f"conversion, atarchive ({mb:.0f} MB uvh5, warm)", f"{a['steady_mb_s']:.0f}", "MB/s", ">= 200",
+    shape = f"{args.antennas} ant × {args.channels} ch, {mb:.0f} MB"
+    print(line(f"conversion, atarchive ({shape})", f"{a['steady_mb_s']:.0f}", "MB/s", ">= 200",
                a["steady_mb_s"] >= 200))
-    print(line("conversion, read + write_ms (warm)", f"{w['steady_mb_s']:.0f}", "MB/s", "-", True))
+    print(line(f"conversion, read + write_ms ({shape})", f"{w['steady_mb_s']:.0f}", "MB/s", "-", True))
     print(line("conversion, first in a new process (atarchive)", f"{a['first_mb_s']:.0f}", "MB/s", "-", True))
     print(line("conversion, first in a new process (write_ms)", f"{w['first_mb_s']:.0f}", "MB/s", "-", True))
     print(line("conversion speed-up over write_ms", f"{speedup:.2f}", "x", "-", True))

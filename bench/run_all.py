@@ -1,9 +1,12 @@
-"""`make bench`: every benchmark, each writing JSON to bench/results/ and printing figure vs goal."""
+"""`make bench`: every benchmark, each writing JSON to bench/results/ and printing figure vs goal; at the
+end all figures again in one table, with the total time (bench/results/summary.json)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -11,6 +14,8 @@ BENCHES = [
     ["index_rate.py", "--files", "600"],
     ["plan_noop.py", "--sessions", "1000", "--scans", "50"],
     ["copy_rss.py"],
+    ["convert_rate.py"],  # a real ATA scan-LO's shape: 28 antennas, 1344 channels
+    ["convert_rate.py", "--antennas", "24", "--channels", "512", "--seconds", "240", "--name", "convert_rate_small"],
     ["e2e.py", "--preset", "demo"],
     ["overhead.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "demo"],
@@ -20,9 +25,36 @@ BENCHES = [
     ["daemon_idle.py"],
 ]
 
-if __name__ == "__main__":
+
+def main() -> int:
     rc = 0
+    figures: list[str] = []
+    timings = {}
+    t_all = time.perf_counter()
     for b in BENCHES:
-        print(f"== {' '.join(b)}", flush=True)
-        rc |= subprocess.run([sys.executable, str(HERE / b[0]), *b[1:]]).returncode
-    sys.exit(rc)
+        name = " ".join(b)
+        print(f"== {name}", flush=True)
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, str(HERE / b[0]), *b[1:]], stdout=subprocess.PIPE, text=True)
+        for ln in p.stdout:
+            print(ln, end="", flush=True)
+            if " goal " in ln:
+                figures.append(ln.rstrip())
+        rc |= p.wait()
+        timings[name] = round(time.perf_counter() - t0, 1)
+        print(f"   ({timings[name]} s)", flush=True)
+    total = time.perf_counter() - t_all
+    print("\n== all figures")
+    for ln in figures:
+        print(ln)
+    ok = total <= 20 * 60
+    print(f"{'make bench, total':<44} {total / 60:>10.1f} min      goal <= 20       {'OK' if ok else 'MISSED'}")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "summary.json").write_text(json.dumps(
+        {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": round(total, 1), "seconds_by_bench": timings,
+         "figures": figures, "exit_code": rc}, indent=2))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

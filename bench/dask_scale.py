@@ -20,9 +20,10 @@ def main() -> int:
     two = run(args.preset, 2, "dask")
     ratio = one["run_s"] / two["run_s"]
     save("dask_scale", {"preset": args.preset, "run_s_1_worker": one["run_s"], "run_s_2_workers": two["run_s"],
-                        "speedup": round(ratio, 2), "goal": ">= 1.5 on 2 cores"})
+                        "speedup": round(ratio, 2)})
     ok = one["run_rc"] == 0 and two["run_rc"] == 0
-    print(line(f"dask {args.preset}: 1 worker / 2 workers", f"{ratio:.2f}", "x", ">= 1.5", ok and ratio >= 1.5))
+    # the issue asks for the ratio and sets no goal for it
+    print(line(f"dask {args.preset}: 1 worker / 2 workers", f"{ratio:.2f}", "x", "-", ok))
     return 0 if ok else 1
 
 

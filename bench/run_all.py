@@ -38,8 +38,8 @@ def main() -> int:
         p = subprocess.Popen([sys.executable, str(HERE / b[0]), *b[1:]], stdout=subprocess.PIPE, text=True)
         for ln in p.stdout:
             print(ln, end="", flush=True)
-            if " goal " in ln:
-                figures.append(ln.rstrip())
+            if " goal " in ln and not ln.startswith(" ") and ln.rstrip() not in figures:
+                figures.append(ln.rstrip())  # step breakdowns (indented) stay in the log above
         rc |= p.wait()
         timings[name] = round(time.perf_counter() - t0, 1)
         print(f"   ({timings[name]} s)", flush=True)

@@ -101,3 +101,17 @@ def test_lzf_decoder_rejects_corrupt_input():
     assert bytes(out[:4]) == b"AAAA"
     assert h5chunks._lzf_decode(np.array([31, 1, 2], np.uint8), out) == -1  # literal run past the end
     assert h5chunks._lzf_decode(np.array([0b00100000, 9], np.uint8), out) == -1  # reference before start
+
+
+@pytest.mark.casa
+def test_truncated_subband_is_a_permanent_error_naming_the_file(tmp_path):
+    from atarchive.errors import PermanentStepError
+
+    files = [str(p) for p in REAL_FILES.values()]
+    cut = tmp_path / Path(files[1]).name
+    data = Path(files[1]).read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    before = Path(files[1]).stat().st_size
+    with pytest.raises(PermanentStepError, match="cannot read uvh5") as err:
+        _convert(tmp_path, [files[0], str(cut)], "cut.ms")
+    assert cut.name in str(err.value) and Path(files[1]).stat().st_size == before

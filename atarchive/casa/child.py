@@ -1,6 +1,7 @@
 """Entry point of a child process: ``python -m atarchive.casa.child SPEC.json``.
 
-Sends CASA's log to the step log, calls the function and writes {"ok": true, "result": …} or {"ok": false, "kind", "type", "message"}.
+Sends CASA's log to the step log, calls the function and writes {"ok": true, "result": …} or
+{"ok": false, "kind", "type", "message"}.
 """
 
 from __future__ import annotations

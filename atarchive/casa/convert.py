@@ -152,7 +152,7 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
     times = np.unique(meta.time_array)
     n = int(times_per_chunk or 0)
     mapping = _renumber(meta, used)
-    if direct and mswrite.suitable(meta):
+    if direct and mswrite.suitable(meta, by_freq):
         # already phased, time-ordered: write the MS straight from chunked reads (mswrite)
         nchunks = mswrite.write(meta, by_freq, out_ms, times_per_chunk=n)
         uv, writer = meta, "direct"

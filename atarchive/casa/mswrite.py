@@ -19,16 +19,25 @@ import warnings
 import h5py
 import numpy as np
 
+from ..errors import PermanentStepError
 
-def suitable(meta) -> bool:
+_TYPES = {"visdata": "c", "flags": "b", "nsamples": "f"}  # what the direct path reads (else pyuvdata)
+
+
+def suitable(meta, files: list[str]) -> bool:
     """Can this (metadata-only, merged, renumbered) scan-LO be written directly?"""
     cat = meta.phase_center_catalog
-    return (
-        len(cat) == 1
-        and next(iter(cat.values()))["cat_type"] == "sidereal"
-        and meta.Nspws == 1
-        and bool(np.all(np.diff(meta.time_array) >= 0))
-    )
+    if not (len(cat) == 1 and next(iter(cat.values()))["cat_type"] == "sidereal" and meta.Nspws == 1
+            and bool(np.all(np.diff(meta.time_array) >= 0))):
+        return False
+    try:  # e.g. correlator integers stored as a compound type: pyuvdata knows how to read those
+        for f in files:
+            with h5py.File(f, "r") as h:
+                if any(h["Data"][k].dtype.kind != kind for k, kind in _TYPES.items()):
+                    return False
+    except (OSError, KeyError):
+        return False
+    return True
 
 
 def _row_chunks(time_array: np.ndarray, times_per_chunk: int | None) -> list[tuple[int, int]]:
@@ -76,9 +85,12 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
             for a, b in chunks:
                 shape = (b - a, meta.Nfreqs, meta.Npols)
                 data, flags, ns = np.empty(shape, np.complex64), np.empty(shape, bool), np.empty(shape, np.float32)
-                for h, c0, c1 in zip(handles, edges[:-1], edges[1:]):
-                    for name, arr in (("visdata", data), ("flags", flags), ("nsamples", ns)):
-                        read_rows(h["Data"][name], a, b, out=arr[:, c0:c1], pols=pol_order)
+                for f, h, c0, c1 in zip(files_by_freq, handles, edges[:-1], edges[1:]):
+                    try:
+                        for name, arr in (("visdata", data), ("flags", flags), ("nsamples", ns)):
+                            read_rows(h["Data"][name], a, b, out=arr[:, c0:c1], pols=pol_order)
+                    except (OSError, KeyError, ValueError) as err:  # e.g. a file cut short after its header
+                        raise PermanentStepError(f"{f}: cannot read uvh5 data: {str(err).splitlines()[0]}") from None
                 np.conjugate(data, out=data)  # MS convention (flip_conj)
                 f = flip[a:b]
                 if f.any():

@@ -16,7 +16,7 @@ BENCHES = [
     ["copy_rss.py"],
     ["convert_rate.py"],  # a real ATA scan-LO's shape: 28 antennas, 1344 channels
     ["convert_rate.py", "--antennas", "24", "--channels", "512", "--seconds", "240", "--name", "convert_rate_small"],
-    ["e2e.py", "--preset", "demo"],
+    # (bench/e2e.py --preset demo, per step including report, runs inside dask_scale.py)
     ["overhead.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "medium"],

@@ -25,3 +25,17 @@ def save(name: str, data: dict) -> Path:
 
 def line(label: str, value, unit: str, goal: str, ok: bool) -> str:
     return f"{label:<44} {value:>10} {unit:<8} goal {goal:<10} {'OK' if ok else 'MISSED'}"
+
+
+def one_scan_lo(out: Path, *, antennas: int, channels: int, seconds: float, project: str) -> list[str]:
+    """Simulate a single scan of one LO (4 subband files) in the ATA layout under ``out``; its files."""
+    from atarchive.simulate import preset, simulate
+
+    spec = preset("tiny").model_copy(deep=True)
+    spec.n_antennas = antennas
+    spec.los = spec.los[:1]
+    spec.los[0].subbands = 4
+    spec.los[0].channels_per_subband = channels // 4
+    spec.scans = [spec.scans[0].model_copy(update={"duration_s": seconds})]
+    spec.project = project
+    return [str(f) for f in simulate(spec, out).files]

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, line, save  # noqa: E402
+from common import REPO, line, one_scan_lo, save  # noqa: E402
 
 
 def one(files: list[str], out: str, direct: bool, reps: int) -> None:
@@ -53,17 +53,9 @@ def main() -> int:
     if args.one:
         one(args.one[:-1], args.one[-1], bool(args.direct), args.reps)
         return 0
-    from atarchive.simulate import preset, simulate
-
     with tempfile.TemporaryDirectory() as tmp:
-        spec = preset("tiny").model_copy(deep=True)
-        spec.n_antennas = args.antennas
-        spec.los = spec.los[:1]
-        spec.los[0].subbands = 4
-        spec.los[0].channels_per_subband = args.channels // 4
-        spec.scans = [spec.scans[0].model_copy(update={"duration_s": args.seconds})]
-        spec.project = "convrate"
-        files = [str(f) for f in simulate(spec, Path(tmp) / "storage").files]
+        files = one_scan_lo(Path(tmp) / "storage", antennas=args.antennas, channels=args.channels,
+                            seconds=args.seconds, project="convrate")
         out = {}
         for label, direct in (("write_ms", 0), ("atarchive", 1)):
             r = subprocess.run([sys.executable, __file__, "--reps", str(args.reps), "--direct", str(direct),

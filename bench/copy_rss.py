@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import line, save  # noqa: E402
+from common import line, one_scan_lo, save  # noqa: E402
 
 
 def one(files: list[str], out: str, chunk: int) -> None:
@@ -43,22 +43,14 @@ def main() -> int:
     if args.one:
         one(args.one[:-1], args.one[-1], args.chunk)
         return 0
-    from atarchive.simulate import preset, simulate
-
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, mult in (("short", 1), ("long_4x", 4)):
-            spec = preset("tiny").model_copy(deep=True)
-            spec.n_antennas = args.antennas
-            spec.los = spec.los[:1]
-            spec.los[0].subbands = 4
-            spec.los[0].channels_per_subband = args.channels // 4
-            spec.scans = [spec.scans[0].model_copy(update={"duration_s": args.seconds * mult})]
-            spec.project = f"rss{label}"
-            res = simulate(spec, Path(tmp) / label)
+            files = one_scan_lo(Path(tmp) / label, antennas=args.antennas, channels=args.channels,
+                                seconds=args.seconds * mult, project=f"rss{label}")
             for chunk in (0, args.chunk):
                 key = f"{label}_{'chunked' if chunk else 'whole'}"
-                r = subprocess.run([sys.executable, __file__, "--chunk", str(chunk), "--one", *map(str, res.files),
+                r = subprocess.run([sys.executable, __file__, "--chunk", str(chunk), "--one", *files,
                                     str(Path(tmp) / f"{key}.ms")], capture_output=True, text=True, check=True)
                 out[key] = json.loads(r.stdout.strip().splitlines()[-1])
                 out[key]["uvh5_mb"] = out[key]["nbytes_in"] / 1e6

@@ -78,9 +78,8 @@ def _renumber(uv, used: np.ndarray | None = None) -> dict:
 
 def _prepare(uv, used: np.ndarray, phase_time: float) -> dict:
     """Weights, antenna numbering, phasing and real autocorrelations, in place. Returns the antenna map."""
-    # The ATA correlator's nsample_array can be garbage (negative): samples are unit weight.
     ns = uv.nsample_array
-    if ns is None or not np.all(np.isfinite(ns)) or np.any(ns <= 0):
+    if ns is None or mswrite.nsamples_garbage(ns.min(), ns.max()):
         uv.nsample_array = np.ones_like(uv.data_array, dtype=np.float32)
     mapping = _renumber(uv, used)
     cat = uv.phase_center_catalog
@@ -89,7 +88,7 @@ def _prepare(uv, used: np.ndarray, phase_time: float) -> dict:
     auto = uv.ant_1_array == uv.ant_2_array
     if np.any(auto):
         pols = uv.polarization_array
-        same = np.isin(pols, [-5, -6, -1, -2, 1])
+        same = np.isin(pols, mswrite.PARALLEL_HANDS)
         d = uv.data_array[auto]
         d[..., same] = np.abs(d[..., same])
         uv.data_array[auto] = d

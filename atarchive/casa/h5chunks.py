@@ -63,14 +63,18 @@ if numba is not None:
     _lzf_decode = numba.njit(cache=True, nogil=True)(_lzf_decode)
 
 
-def _fast_ok(dset) -> bool:
+def _chunk_filter(dset) -> bool | None:
+    """None: read through h5py. Else whether the stored chunks are LZF-compressed (the only filter
+    decoded here)."""
     if numba is None or dset.chunks is None or dset.ndim != 3:
-        return False
+        return None
     if dset.dtype.kind not in "bfc" or dset.dtype.byteorder not in "=|<":
-        return False
-    filters = dset.id.get_create_plist()
-    ids = [filters.get_filter(i)[0] for i in range(filters.get_nfilters())]
-    return all(i == _LZF for i in ids) and len(ids) <= 1
+        return None
+    plist = dset.id.get_create_plist()
+    ids = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    if len(ids) > 1 or any(i != _LZF for i in ids):
+        return None
+    return bool(ids)
 
 
 def read_rows(dset, start: int, stop: int, out: np.ndarray | None = None, pols=None) -> np.ndarray:
@@ -80,7 +84,8 @@ def read_rows(dset, start: int, stop: int, out: np.ndarray | None = None, pols=N
     pols = np.arange(shape[2]) if pols is None else np.asarray(pols)
     if out is None:
         out = np.empty((stop - start, shape[1], len(pols)), dtype=dset.dtype)
-    if not _fast_ok(dset):
+    compressed = _chunk_filter(dset)
+    if compressed is None:
         out[...] = dset[start:stop][:, :, pols]
         return out
     dtype = dset.dtype
@@ -88,7 +93,6 @@ def read_rows(dset, start: int, stop: int, out: np.ndarray | None = None, pols=N
     chunk_bytes = cr * cc * cp * dtype.itemsize
     buf = np.empty(chunk_bytes, dtype=np.uint8)
     block_of_buf = buf.view(dtype).reshape(cr, cc, cp)
-    compressed = dset.id.get_create_plist().get_nfilters() == 1
     read_chunk = dset.id.read_direct_chunk
     # for each stored polarisation chunk: (first stored pol, [(out index, offset in chunk)])
     pchunks = [(p0, [(j, int(p) - p0) for j, p in enumerate(pols) if p0 <= p < p0 + cp])

@@ -22,6 +22,13 @@ import numpy as np
 from ..errors import PermanentStepError
 
 _TYPES = {"visdata": "c", "flags": "b", "nsamples": "f"}  # what the direct path reads (else pyuvdata)
+PARALLEL_HANDS = [-5, -6, -1, -2, 1]  # xx, yy, rr, ll, I: autocorrelations of these are made real
+
+
+def nsamples_garbage(lo, hi) -> bool:
+    """From the smallest and largest nsample: the ATA correlator's nsamples can be garbage (≤ 0, NaN,
+    inf), and then every sample is unit weight. NaN propagates into min/max and counts as garbage."""
+    return not (lo > 0 and np.isfinite(hi))
 
 
 def suitable(meta, files: list[str]) -> bool:
@@ -60,7 +67,7 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
 
     pol_order = np.asarray(utils.pol.determine_pol_order(meta.polarization_array, order="CASA"))
     casa_pols = meta.polarization_array[pol_order]
-    same = np.isin(casa_pols, [-5, -6, -1, -2, 1])  # parallel hands: autocorrelations made real
+    same = np.isin(casa_pols, PARALLEL_HANDS)
     if meta.scan_number_array is None:
         meta._set_scan_numbers()
     # write_ms turns baselines to ant1 < ant2 when both orders occur: the same rows here. Data are read
@@ -97,9 +104,8 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
                     data[f] = np.conjugate(data[f])[:, :, q]
                     flags[f] = flags[f][:, :, q]
                     ns[f] = ns[f][:, :, q]
-                # The ATA correlator's nsamples can be garbage (negative): samples are unit weight.
-                lo, hi = ns.min(), ns.max()  # NaN propagates: counts as garbage
-                garbage = garbage or not (lo > 0 and np.isfinite(hi))
+                lo, hi = ns.min(), ns.max()
+                garbage = garbage or nsamples_garbage(lo, hi)
                 auto = autos[a:b]
                 if np.any(auto):
                     sel = data[auto]

@@ -65,6 +65,11 @@ def cal_group_dir(caldir: Path, group: str) -> Path:
     return caldir / f"group_{safe(group)}"
 
 
+def split_dir(caldir: str | Path) -> str:
+    """Where calibrate puts the calibrated split MS of every field, inside its caltables directory."""
+    return str(Path(caldir) / "split")
+
+
 def split_name(field: str) -> str:
     return f"{safe(field)}_noauto_1GC.ms"
 
@@ -79,6 +84,11 @@ def log_path(sdir: Path, step: str, unit: str = "") -> Path:
 
 def casa_workdir(sdir: Path, step: str, unit: str = "") -> Path:
     return sdir / "tmp" / (f"{step}_{safe(unit)}" if unit else step)
+
+
+def flag_log(workdir: str | Path, i: int) -> str:
+    """CASA log of the i-th child that flags calibrated splits, inside the calibrate child's work dir."""
+    return str(Path(workdir) / f"flag-{i}" / "flag.log")
 
 
 def tmp_path(final: Path, token: str) -> Path:

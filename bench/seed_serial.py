@@ -39,16 +39,18 @@ CONF = ('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n
 
 
 def _seed_step(step):
-    """The seed converts with pyuvdata's read + write_ms; atarchive's copy writes the MS directly."""
-    if step.name != "copy":
+    """The seed converts with pyuvdata's read + write_ms (atarchive's copy writes the MS directly) and
+    does everything in one process (atarchive flags the calibrated fields in parallel)."""
+    serial = {"copy": {"direct": False}, "calibrate": {"flag_workers": 1}}.get(step.name)
+    if serial is None:
         return step
 
-    class SeedCopy(type(step)):
+    class Serial(type(step)):
         def prepare(self, ctx):
             func, kwargs = super().prepare(ctx)
-            return func, {**kwargs, "direct": False}
+            return func, {**kwargs, **serial}
 
-    return SeedCopy()
+    return Serial()
 
 
 def seed_like(tmp: Path) -> dict:

@@ -120,3 +120,41 @@ def ms_identical(a: str, b: str, skip: tuple[str, ...] = ("HISTORY.TIME",)) -> d
 
     cmp("MAIN", a, b)
     return {"diffs": diffs, "columns": checked}
+
+
+def flag_in_parallel(paths: list[str], workers: int, rflag: bool = True) -> dict:
+    """Flag MSs as the calibrate step flags its splits (this process + ``workers - 1`` helper children);
+    per MS: flagged fraction of each channel and overall, and who flagged it."""
+    from atarchive.casa import calibrate
+    from atarchive.casa._casa import table
+
+    helpers = calibrate.FlagHelpers(workers - 1, rflag)
+    try:
+        parts = calibrate.shares({p: calibrate._size(p) for p in paths}, workers)
+        calibrate.flag_splits(paths, rflag=rflag, helpers=helpers)
+    finally:
+        helpers.finish()
+    out = {}
+    for p in paths:
+        tb = table(p)
+        try:
+            fl = tb.getcol("FLAG")  # (pol, chan, row)
+        finally:
+            tb.close()
+        out[p] = {"per_chan": fl.mean(axis=(0, 2)).tolist(), "all": float(fl.mean()),
+                  "here": p in parts[0]}
+    return {"by_ms": out}
+
+
+def inject_rfi(ms: str, chan: int, amp: float) -> int:
+    """Put a strong narrow-band signal in one channel of every row (DATA): what tfcrop must catch."""
+    from atarchive.casa._casa import table
+
+    tb = table(ms, readonly=False)
+    try:
+        d = tb.getcol("DATA")
+        d[:, chan, :] += amp
+        tb.putcol("DATA", d)
+        return int(tb.nrows())
+    finally:
+        tb.close()

@@ -4,7 +4,8 @@ Per group of spectral windows (each LO alone when LOs are far apart, else togeth
 setjy (Perley-Butler 2017, see below) → G0 (phase, short solint, central channels) → K0 (delay) →
 B0 (bandpass) → G1 (amplitude+phase per scan on flux and phase calibrators) → fluxscale →
 applycal per field (calibrators their own solutions, targets their phase calibrator's, linear in
-time) → tfcrop + rflag on the corrected data → split of every field without autocorrelations.
+time) → split of every field's corrected data without autocorrelations → tfcrop + rflag on each
+split (fields flagged in parallel, up to ``flag_workers`` CASA processes).
 
 Fields and antennas are always selected by numeric ID: ATA antenna names such as ``2a`` and field
 names typed by observers (spaces, quotes) break CASA selection strings.
@@ -18,8 +19,10 @@ centre, local spectral index and curvature): the model is right whatever the fie
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import time
 
 import numpy as np
 
@@ -67,9 +70,28 @@ def _central_channels(spws: list[dict], ids: list[int]) -> str:
 
 
 def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], phase_cals: list[dict],
-              targets: list[dict], refant: int, spw_groups: list[list[int]], params: dict) -> dict:
-    _, t = casa()
+              targets: list[dict], refant: int, spw_groups: list[list[int]], params: dict,
+              flag_workers: int = 1) -> dict:
     p = {**DEFAULTS, **(params or {})}
+    n_fields = len(flux_cals) + len(phase_cals) + len(targets)
+    helpers = FlagHelpers(max(0, min(flag_workers, n_fields) - 1), rflag=bool(p["rflag"]))
+    try:
+        res = _calibrate(vis, caldir=caldir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
+                         targets=targets, refant=refant, spw_groups=spw_groups, p=p, helpers=helpers)
+    except BaseException:
+        try:
+            helpers.finish()
+        except Exception:  # noqa: BLE001 - the calibration's own error is the one to report
+            pass
+        raise
+    helpers.finish()
+    return res
+
+
+def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], phase_cals: list[dict],
+               targets: list[dict], refant: int, spw_groups: list[list[int]], p: dict,
+               helpers: "FlagHelpers") -> dict:
+    _, t = casa()
     os.makedirs(caldir, exist_ok=True)
     os.makedirs(splitdir, exist_ok=True)
     if not flux_cals:
@@ -127,10 +149,9 @@ def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], ph
                        gainfield=["", "", gf], interp=["", "nearest", "linear"], calwt=False, flagbackup=False)
         groups_out.append({"spws": ids, "tables": {k: v for k, v in tab.items() if os.path.exists(v)},
                            "setjy": setjy_out, "fluxscale": _fluxscale_summary(fs, pc_ids)})
-    all_fields = ",".join(str(i) for i in fc_ids + pc_ids + [int(tg["field_id"]) for tg in targets])
-    t.flagdata(vis=vis, mode="tfcrop", datacolumn="corrected", field=all_fields, flagbackup=False)
-    if p["rflag"]:
-        t.flagdata(vis=vis, mode="rflag", datacolumn="corrected", field=all_fields, flagbackup=False)
+    # Split every field (corrected data, no autocorrelations, flagged rows kept: the splits hold every
+    # flag after calibration), then flag the splits: each is its own MS, so fields are flagged in
+    # parallel (one CASA process each) without sharing a table lock.
     splits = []
     roles = [(f, "flux_cal") for f in flux_cals] + [(f, "phase_cal") for f in phase_cals] + \
         [(f, "target") for f in targets]
@@ -138,11 +159,118 @@ def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], ph
     for f, role in roles:
         out = os.path.join(splitdir, naming.split_name(f["name"]))
         t.split(vis=vis, outputvis=out, field=str(f["field_id"]), spw=all_spw, antenna=p["antenna"] or "!*&&&",
-                datacolumn="corrected", keepflags=False)
+                datacolumn="corrected", keepflags=True)
         if not os.path.isdir(out):
             raise PermanentStepError(f"split of field {f['name']!r} produced nothing (all flagged?)")
         splits.append({"field_id": int(f["field_id"]), "name": f["name"], "role": role, "path": out})
+    flag_splits([s["path"] for s in splits], rflag=bool(p["rflag"]), helpers=helpers)
     return {"groups": groups_out, "splits": splits, "refant": int(refant)}
+
+
+def flag_split(paths: list[str], rflag: bool = True) -> dict:
+    """tfcrop (then rflag) on the data of each split MS, in this process."""
+    _, t = casa()
+    for vis in paths:
+        t.flagdata(vis=vis, mode="tfcrop", datacolumn="data", flagbackup=False)
+        if rflag:
+            t.flagdata(vis=vis, mode="rflag", datacolumn="data", flagbackup=False)
+    return {"flagged": paths}
+
+
+def shares(sizes: dict[str, int], workers: int) -> list[list[str]]:
+    """Split MSs dealt to at most ``workers`` shares, largest first onto the lightest share; the
+    heaviest share first (this process takes it: the others pay a CASA start-up first)."""
+    n = max(1, min(workers, len(sizes)))
+    load = [0] * n
+    out: list[list[str]] = [[] for _ in range(n)]
+    for path in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        i = load.index(min(load))
+        out[i].append(path)
+        load[i] += sizes[path]
+    order = sorted(range(n), key=lambda i: -load[i])
+    return [out[i] for i in order]
+
+
+def _size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def flag_when_told(task_file: str, rflag: bool = True) -> dict:
+    """In a helper child: load CASA at once (while the parent calibrates), wait for the list of
+    splits to flag, flag them."""
+    casa()
+    while not os.path.exists(task_file):
+        time.sleep(0.05)
+    with open(task_file) as fh:
+        paths = json.load(fh)
+    return flag_split(paths, rflag)
+
+
+class FlagHelpers:
+    """``n`` child processes started before calibration, so that their CASA start-up overlaps it;
+    after the split each is given its share of the splits to flag (an empty share ends it)."""
+
+    def __init__(self, n: int, rflag: bool):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .runner import run_in_child
+
+        self.logs = [naming.flag_log(os.getcwd(), i) for i in range(1, n + 1)]
+        self._tasks = [os.path.join(os.path.dirname(log), "paths.json") for log in self.logs]
+        self._given: set[int] = set()
+        self._pool = ThreadPoolExecutor(n) if n else None
+        self._futs = [self._pool.submit(run_in_child, "atarchive.casa.calibrate:flag_when_told",
+                                        {"task_file": task, "rflag": rflag}, workdir=os.path.dirname(log),
+                                        log_path=log)
+                      for task, log in zip(self._tasks, self.logs)]
+
+    def __len__(self) -> int:
+        return len(self._futs)
+
+    def give(self, i: int, paths: list[str]) -> None:
+        task = self._tasks[i]
+        os.makedirs(os.path.dirname(task), exist_ok=True)
+        with open(task + ".part", "w") as fh:
+            json.dump(paths, fh)
+        os.replace(task + ".part", task)
+        self._given.add(i)
+
+    def finish(self) -> None:
+        """Release the helpers not given work, wait for all, append their logs to this step's log;
+        a helper's StepError fails the step."""
+        try:
+            for i in range(len(self)):
+                if i not in self._given:
+                    self.give(i, [])
+            for fut in self._futs:
+                fut.result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            _append_logs(self.logs)
+
+
+def flag_splits(paths: list[str], *, rflag: bool, helpers: FlagHelpers) -> None:
+    """Flag the splits: this process takes the heaviest share, the helpers the others, all at once."""
+    parts = shares({p: _size(p) for p in paths}, len(helpers) + 1)
+    for i, share in enumerate(parts[1:]):
+        helpers.give(i, share)
+    flag_split(parts[0], rflag)
+
+
+def _append_logs(logs: list[str]) -> None:
+    """The flagging children's CASA logs go to the end of this step's log."""
+    main = os.environ.get("ATARCHIVE_CASA_LOG")
+    if not main:
+        return
+    for log in logs:
+        try:
+            with open(log) as src:
+                text = src.read()
+        except OSError:
+            continue
+        with open(main, "a") as dst:
+            dst.write(f"\n--- flagging child ({log}) ---\n{text}")
 
 
 def _need(path: str, what: str) -> None:

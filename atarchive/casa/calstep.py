@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from .. import naming
 from ._casa import column, flagged_per_row, spw_ranges, table
 
 
@@ -68,7 +69,7 @@ def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
 
 
 def reset_flags(vis: str, tag: str) -> str:
-    """Calibration flags the MS it calibrates (applycal, tfcrop, rflag). So that every calibration of
+    """Calibration flags the MS it calibrates (applycal flags data without solutions). So that every calibration of
     the same fixed MS starts from the same flags, save them once (version named after the fix run)
     and restore them before each later calibration. Returns what was done."""
     from ._casa import casa
@@ -84,14 +85,20 @@ def reset_flags(vis: str, tag: str) -> str:
     return f"saved flags before calibrating ({name})"
 
 
-def antenna_unflagged(vis: str) -> dict[int, float]:
-    """Unflagged fraction of each antenna's cross-correlation data."""
-    good, rows = _unflagged_by_antenna(vis)
+def antenna_unflagged(mss: list[str]) -> dict[int, float]:
+    """Unflagged fraction of each antenna's cross-correlation data over the given MSs (the splits)."""
+    good, rows = np.zeros(0), np.zeros(0)
+    for ms in mss:
+        g, r = _unflagged_by_antenna(ms)
+        n = max(len(good), len(g))
+        good = np.pad(good, (0, n - len(good))) + np.pad(g, (0, n - len(g)))
+        rows = np.pad(rows, (0, n - len(rows))) + np.pad(r, (0, n - len(r)))
     return {i: float(good[i] / rows[i]) if rows[i] else 0.0 for i in range(len(good))}
 
 
 def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,
-        refant: str | None, exclude_antennas: list[str], params: dict, flag_tag: str = "") -> dict:
+        refant: str | None, exclude_antennas: list[str], params: dict, flag_tag: str = "",
+        flag_workers: int = 1) -> dict:
     from atarchive.errors import PermanentStepError
 
     from . import calibrate as chain
@@ -126,18 +133,20 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
         if ids:
             spw_groups.append(ids)
     os.makedirs(outdir, exist_ok=True)
-    splitdir = os.path.join(outdir, "split")
+    splitdir = naming.split_dir(outdir)
     if ref in excl:
         raise PermanentStepError(f"refant {names[ref]} is also in exclude_antennas")
     keep = [i for i in range(len(names)) if i not in excl]
     params = {**params, "antenna": (",".join(map(str, keep)) + "&") if excl else ""}
     res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
-                          targets=targets, refant=ref, spw_groups=spw_groups, params=params)
+                          targets=targets, refant=ref, spw_groups=spw_groups, params=params,
+                          flag_workers=flag_workers)
+    unflagged = antenna_unflagged([sp["path"] for sp in res.get("splits", [])])
     # Paths are reported where they will be after the reconciler renames outdir → final_dir.
     for sp in res.get("splits", []):
         sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))
     res.update(refant=ref, refant_name=names[ref], refant_reason=why, field_ids=fids,
                excluded_antennas=[names[i] for i in excl], flags=flags_note,
-               unflagged_after={names[i]: round(f, 4) for i, f in antenna_unflagged(vis).items() if i < len(names)},
+               unflagged_after={names[i]: round(f, 4) for i, f in unflagged.items() if i < len(names)},
                spw_groups=spw_groups, antennas=names)
     return res

@@ -12,13 +12,33 @@ import os
 
 import numpy as np
 
+from .. import naming
 from ._casa import chan_freqs, column, flagged_per_row, spw_ranges, table
 from .calstep import spws_for_lo
 
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
 
 
-def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict) -> dict:
+def _split_flags(splits: list[str]) -> dict[int, float]:
+    """Flagged fraction per scan number over the calibrated splits (every field's cross-correlations,
+    flagged after calibration)."""
+    acc: dict[int, list[float]] = {}
+    for ms in splits:
+        tb = table(ms)
+        try:
+            scan = tb.getcol("SCAN_NUMBER")
+            flagged = flagged_per_row(tb)
+        finally:
+            tb.close()
+        for s in np.unique(scan):
+            sel = scan == s
+            a = acc.setdefault(int(s), [0.0, 0.0])
+            a[0] += float(flagged[sel].sum())
+            a[1] += float(sel.sum())
+    return {s: a[0] / a[1] for s, a in acc.items() if a[1]}
+
+
+def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, splits: list[str]) -> dict:
     spws = spw_ranges(vis)
     dd_spw = column(os.path.join(vis, "DATA_DESCRIPTION"), "SPECTRAL_WINDOW_ID")
     tb = table(vis)
@@ -43,12 +63,14 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict) -> 
         flagged = flagged_per_row(tb)
     finally:
         tb.close()
+    after = _split_flags(splits)  # calibration flags its splits; the fixed MS keeps the flags from before
     scans = []
     for s in np.unique(scan):
         sel = (scan == s) & cross
         if not sel.any():
             continue
-        scans.append([int(s), int(np.bincount(fld[sel]).argmax()), float(flagged[sel].mean()), float(tm[sel].mean())])
+        frac = after.get(int(s), float(flagged[sel].mean()))
+        scans.append([int(s), int(np.bincount(fld[sel]).argmax()), frac, float(tm[sel].mean())])
     arrays["scan_flags"] = np.array(scans, dtype=float).reshape(-1, 4)  # scan, field id, flagged, mean time (s)
     return {"nrows": int(n)}
 
@@ -73,7 +95,8 @@ def run(*, vis: str, caldir: str | None, lo_ranges: dict, out_npz: str) -> dict:
     arrays: dict[str, np.ndarray] = {}
     info: dict = {"vis": vis, "tables": {}}
     if vis and os.path.isdir(vis):
-        info.update(_uv_and_flags(vis, lo_ranges, arrays))
+        splits = sorted(glob.glob(os.path.join(naming.split_dir(caldir), "*.ms"))) if caldir else []
+        info.update(_uv_and_flags(vis, lo_ranges, arrays, splits))
         arrays["antenna_names"] = np.array(column(os.path.join(vis, "ANTENNA"), "NAME"))
     for kind in ("B0", "G1"):
         for path in sorted(glob.glob(os.path.join(caldir or "", f"{kind}_g*.tb"))):

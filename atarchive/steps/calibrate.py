@@ -35,7 +35,7 @@ def role_params(view: SessionView) -> dict:
 
 class Calibrate(Step):
     name = "calibrate"
-    version = 2  # 2: restores the fixed MS's flags before calibrating again
+    version = 3  # 2: restores the fixed MS's flags before calibrating again; 3: flags the splits, not the MS
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         ov = view.override
@@ -81,6 +81,8 @@ class Calibrate(Step):
             "exclude_antennas": p["exclude_antennas"],
             "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
             "flag_tag": spec.inputs["fix"][:12],
+            # fields are flagged in parallel after calibration; not a parameter of the product
+            "flag_workers": ctx.view.cfg.execution.n_workers(),
         }
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:

@@ -24,6 +24,7 @@ import psutil
 
 from . import naming
 from .catalogue import Catalogue
+from .casa.runner import SPARES
 from .config import Config
 from .errors import PermanentStepError, StepError, TemporaryStepError
 from .executors import make_executor
@@ -217,6 +218,7 @@ class Reconciler:
                         break
                     if soonest is None and not keep_running:
                         break
+                    SPARES.close()  # nothing to run now: no idle CASA processes while waiting
                     timeout = 5.0 if soonest is None else max(0.05, min(5.0, soonest - time.time()))
                     wake.wait(timeout)
                     if self.stop.is_set():
@@ -236,6 +238,7 @@ class Reconciler:
                     ctx.cancel.set()
             # threads: wait for the cancelled children; dask: cancel what is left and close the cluster
             pool.shutdown(wait=not (pool.remote and self.stop.is_set()))
+            SPARES.close()
             for fut, entries in list(inflight.items()):
                 try:
                     outcomes = fut.result(timeout=0) if fut.done() else None
@@ -306,6 +309,7 @@ class Reconciler:
         Returns per unit a StepResult or the exception it failed with."""
         from .casa.runner import run_batch_in_child
 
+        SPARES.limit = cfg.execution.n_spares()
         outcomes: list = [None] * len(ctxs)
         calls, idx = [], []
         if any(c.cancel is None for c in ctxs):  # on a dask worker
@@ -331,7 +335,8 @@ class Reconciler:
             try:
                 results = run_batch_in_child(calls, workdir=first.workdir,
                                              timeout=cfg.execution.step_timeout_s or None,
-                                             on_start=first.on_start, cancel=first.cancel)
+                                             on_start=first.on_start, cancel=first.cancel,
+                                             casa_tools=step.casa_tools)
             except Exception as err:  # noqa: BLE001
                 results = [err] * len(calls)
             for i, res in zip(idx, results):

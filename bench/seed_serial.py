@@ -57,7 +57,9 @@ def seed_like(tmp: Path) -> dict:
     """Every step's units, prepared as atarchive prepares them, run serially in one child per step.
     Like the seed's copy script, every scan is converted and compressed, also the flux-calibrator
     scan concat then drops (atarchive skips those)."""
-    (tmp / "atarchive.toml").write_text(CONF + "[steps.copy]\nconvert_dropped = true\n")
+    # every step's child starts CASA itself, as each seed script does (no spare CASA child)
+    (tmp / "atarchive.toml").write_text(CONF + "[steps.copy]\nconvert_dropped = true\n"
+                                        "[execution]\nspare_casa_children = 0\n")
     cfg = config.load(tmp / "atarchive.toml")
     cat = Catalogue(cfg.catalogue)
     from atarchive.scanner.discover import Indexer

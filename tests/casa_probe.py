@@ -158,3 +158,12 @@ def inject_rfi(ms: str, chan: int, amp: float) -> int:
         return int(tb.nrows())
     finally:
         tb.close()
+
+
+def whoami(tag: str) -> dict:
+    """Which process runs the call, where, and whether CASA was loaded before it began."""
+    import sys
+
+    loaded = "casatools" in sys.modules
+    print(tag, flush=True)
+    return {"pid": os.getpid(), "cwd": os.getcwd(), "casa_before_call": loaded}

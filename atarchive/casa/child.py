@@ -118,8 +118,22 @@ def _jsonable(o):
     return str(o)
 
 
+def wait_warm() -> list[str]:
+    """A spare child: load CASA now, then wait for work. The parent writes one line to stdin,
+    {"spec": SPEC.json, "cwd": work dir}; EOF without a line means "not needed": exit."""
+    from atarchive.casa._casa import casa
+
+    casa()
+    line = sys.stdin.readline()
+    if not line.strip():
+        os._exit(0)
+    job = json.loads(line)
+    os.chdir(job["cwd"])
+    return [sys.argv[0], job["spec"]]
+
+
 if __name__ == "__main__":
-    rc = main(sys.argv)
+    rc = main(wait_warm() if sys.argv[1:] == ["--warm"] else sys.argv)
     # Every result file is written and closed: leave without the interpreter's teardown, which takes
     # ~0.4 s once casatools is loaded (its atexit handlers), per child process.
     sys.stdout.flush()

@@ -45,12 +45,69 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
     return out
 
 
+class Spares:
+    """CASA child processes started ahead of need: casatools/casatasks take ~3.5 s to import, so a
+    child that has already imported them waits (idle, on its stdin) for the next CASA call. Only
+    for calls that use casatools (never python-casacore: the two must not share a process); at most
+    ``limit`` wait at once; each one taken is replaced at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[subprocess.Popen] = []
+        self.limit = 0
+
+    def take(self) -> subprocess.Popen | None:
+        with self._lock:
+            while self._idle:
+                proc = self._idle.pop(0)
+                if proc.poll() is None:
+                    return proc
+        return None
+
+    def refill(self) -> None:
+        with self._lock:
+            self._idle = [p for p in self._idle if p.poll() is None]
+            while len(self._idle) < self.limit:
+                self._idle.append(subprocess.Popen(
+                    [sys.executable, "-m", "atarchive.casa.child", "--warm"], cwd=tempfile.gettempdir(),
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env=child_env(None), start_new_session=True, preexec_fn=_die_with_parent))
+
+    def close(self) -> None:
+        """Let the idle spares go (EOF on stdin: they exit)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for proc in idle:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+
+
+SPARES = Spares()
+
+
+def _hand_over(proc: subprocess.Popen, spec_path: str, workdir: Path) -> bool:
+    """Give a spare child its call: its output goes to the call's log from here on (the child
+    redirects it per call)."""
+    try:
+        proc.stdin.write((json.dumps({"spec": spec_path, "cwd": str(workdir)}) + "\n").encode())
+        proc.stdin.close()
+        return True
+    except OSError:  # it died meanwhile
+        proc.kill()
+        proc.wait()
+        return False
+
+
 def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | None = None, env: dict | None = None,
                        on_start: Callable[[int], None] | None = None,
-                       cancel: threading.Event | None = None) -> list:
+                       cancel: threading.Event | None = None, casa_tools: bool = False) -> list:
     """Run several calls ({func, kwargs, log_path}) one after the other in ONE child process (imports
     of pyuvdata/CASA are paid once). Returns, per call, its result or the StepError it raised.
-    ``timeout`` is per call."""
+    ``timeout`` is per call. ``casa_tools``: the calls use casatools, so a spare child may take them."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     fd, spec_path = tempfile.mkstemp(prefix="call-", suffix=".json", dir=workdir)
@@ -64,13 +121,20 @@ def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | Non
                       "result": spec_path[:-5] + f".result{i}.json"})
     with os.fdopen(fd, "w") as fh:
         json.dump({"calls": items}, fh)
-    first_log = open(items[0]["log"], "a")
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "atarchive.casa.child", spec_path], cwd=workdir,
-                                stdout=first_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_env(env), start_new_session=True, preexec_fn=_die_with_parent)
-    finally:
-        first_log.close()
+    spare = casa_tools and env is None and SPARES.limit > 0
+    proc = SPARES.take() if spare else None
+    if proc is not None and not _hand_over(proc, spec_path, workdir):
+        proc = None
+    if proc is None:
+        first_log = open(items[0]["log"], "a")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "atarchive.casa.child", spec_path], cwd=workdir,
+                                    stdout=first_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=child_env(env), start_new_session=True, preexec_fn=_die_with_parent)
+        finally:
+            first_log.close()
+    if spare:
+        SPARES.refill()
     if on_start:
         on_start(proc.pid)
     t0 = time.time()

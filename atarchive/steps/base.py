@@ -147,6 +147,7 @@ class Step:
         raise NotImplementedError
 
     batchable: bool = False  # many small units may share one child process
+    casa_tools: bool = False  # the child call uses casatools: a spare, already started CASA child may run it
 
     def prepare(self, ctx: RunContext) -> tuple[str, dict]:
         """Parent-side work before the child runs; returns the child call ("module:function", kwargs)."""

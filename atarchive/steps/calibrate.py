@@ -35,6 +35,7 @@ def role_params(view: SessionView) -> dict:
 
 class Calibrate(Step):
     name = "calibrate"
+    casa_tools = True
     version = 3  # 2: restores the fixed MS's flags before calibrating again; 3: flags the splits, not the MS
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:

@@ -11,6 +11,7 @@ from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 class Compress(Step):
     name = "compress"
+    casa_tools = True
     version = 1
 
     def params(self, cfg) -> dict:

@@ -16,6 +16,7 @@ from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 class Concat(Step):
     name = "concat"
+    casa_tools = True
     version = 1
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:

@@ -13,6 +13,7 @@ from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 class Image(Step):
     name = "image"
+    casa_tools = True
     version = 2  # 2: imfit box shrinks on failure; targets fall back to a peak mask
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:

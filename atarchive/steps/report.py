@@ -10,6 +10,7 @@ from .base import RunContext, SessionView, Step, StepResult, UnitSpec
 
 class Report(Step):
     name = "report"
+    casa_tools = True
     version = 1
     software = "report"
 

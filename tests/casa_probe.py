@@ -167,3 +167,17 @@ def whoami(tag: str) -> dict:
     loaded = "casatools" in sys.modules
     print(tag, flush=True)
     return {"pid": os.getpid(), "cwd": os.getcwd(), "casa_before_call": loaded}
+
+
+def flagged_by_scan(ms: str) -> dict:
+    """Flagged fraction of the cross-correlations of each scan number (FLAG column as it is now)."""
+    from atarchive.casa._casa import table
+
+    tb = table(ms)
+    try:
+        scan, a1, a2, fl = (tb.getcol(c) for c in ("SCAN_NUMBER", "ANTENNA1", "ANTENNA2", "FLAG"))
+    finally:
+        tb.close()
+    per_row = fl.mean(axis=(0, 1))
+    cross = a1 != a2
+    return {"by_scan": {str(int(s)): float(per_row[cross & (scan == s)].mean()) for s in np.unique(scan[cross])}}

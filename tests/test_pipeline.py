@@ -369,3 +369,25 @@ def test_session_override_excludes_an_antenna(chain):
 
 def test_source_tree_untouched(chain):
     assert tree_checksums(chain["storage"]) == chain["before"]
+
+
+def test_report_timeline_counts_the_flags_made_after_calibration(chain):
+    """Calibration flags (tfcrop, rflag) its per-field splits, not the fixed MS: the report's flagged
+    fraction per scan must include them, so it is at least the fixed MS's, and more somewhere."""
+    import numpy as np
+
+    from atarchive.casa.runner import run_in_child
+
+    from atarchive import naming
+
+    fixed = next((chain["root"] / "work" / "ptiny").glob("*/ms/fixed.ms"))
+    kw = {"workdir": chain["root"] / "probe", "log_path": chain["root"] / "probe.log",
+          "env": {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}}
+    before = run_in_child("tests.casa_probe:flagged_by_scan", {"ms": str(fixed)}, **kw)["by_scan"]
+    npz = chain["root"] / "probe" / "qa.npz"  # what the report step extracts (then plots and deletes)
+    run_in_child("atarchive.casa.qadata:run", {"vis": str(fixed), "caldir": str(naming.cal_dir(fixed.parent.parent)),
+                                               "lo_ranges": {}, "out_npz": str(npz)}, **kw)
+    timeline = {str(int(r[0])): float(r[2]) for r in np.load(npz)["scan_flags"]}
+    assert set(timeline) == set(before)
+    assert all(timeline[s] >= before[s] - 1e-9 for s in before), (timeline, before)
+    assert any(timeline[s] > before[s] for s in before), (timeline, before)

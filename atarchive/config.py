@@ -102,18 +102,16 @@ class ExecutionConfig(_Strict):
     dask_scheduler: str = Field("", description="dask scheduler address (tcp://host:8786); empty = a local "
                                                 "cluster of `workers` processes")
     spare_casa_children: int | None = Field(
-        None, ge=0, description="CASA child processes started ahead of need while there is work, so a CASA step "
-        "does not wait ~3.5 s for casatools to import (~270 MB each while idle); empty = one per worker "
-        "(dask: one per worker process), 0 = none")
+        None, ge=0, description="threads executor: CASA child processes started ahead of need, on a free core "
+        "while CASA work is ahead, so a CASA step does not wait ~3.5 s for casatools to import (~270 MB each "
+        "while idle); empty = one per worker, 0 = none")
 
     def n_workers(self) -> int:
         return self.workers or (os.cpu_count() or 1)
 
     def n_spares(self) -> int:
-        """Spare CASA children kept by each process that runs units."""
-        if self.spare_casa_children is not None:
-            return self.spare_casa_children
-        return 1 if self.executor == "dask" else self.n_workers()
+        """Spare CASA children the reconciler keeps (threads executor)."""
+        return self.n_workers() if self.spare_casa_children is None else self.spare_casa_children
 
 
 class SessionOverride(_Strict):

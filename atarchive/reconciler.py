@@ -171,6 +171,7 @@ class Reconciler:
         runs_here: dict[tuple, int] = {}  # (session, step, unit) → runs started in this call
         pool = make_executor(self.cfg)
         wake = wake or threading.Event()
+        SPARES.limit = 0 if pool.remote else self.cfg.execution.n_spares()
 
         def record(entries, outcomes):
             for (sid, u, ctx, run_id), outcome in zip(entries, outcomes):
@@ -213,6 +214,11 @@ class Reconciler:
                                                        "reason": u.reason})
                             fut, entries = self._submit(pool, p, batch)
                             inflight[fut] = entries
+                    if inflight and len(inflight) < workers and not pool.remote and any(
+                            p.next_step and any(BY_NAME[s].casa_tools
+                                                for s in STEP_NAMES[STEP_NAMES.index(p.next_step):last_step + 1])
+                            for p in plans):
+                        SPARES.refill()  # CASA work ahead and a core free: load CASA for the next CASA units
                 if not inflight:
                     if self.stop.is_set() or once:
                         break
@@ -309,7 +315,6 @@ class Reconciler:
         Returns per unit a StepResult or the exception it failed with."""
         from .casa.runner import run_batch_in_child
 
-        SPARES.limit = cfg.execution.n_spares()
         outcomes: list = [None] * len(ctxs)
         calls, idx = [], []
         if any(c.cancel is None for c in ctxs):  # on a dask worker

@@ -39,6 +39,8 @@ def _unflagged_by_antenna(vis: str) -> tuple[np.ndarray, np.ndarray]:
         frac = 1.0 - flagged_per_row(tb)
     finally:
         tb.close()
+    if a1.size == 0:
+        return np.zeros(0), np.zeros(0)
     n = int(max(a1.max(), a2.max())) + 1
     cross = a1 != a2
     good, rows = np.zeros(n), np.zeros(n)
@@ -69,9 +71,9 @@ def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
 
 
 def reset_flags(vis: str, tag: str) -> str:
-    """Calibration flags the MS it calibrates (applycal flags data without solutions). So that every calibration of
-    the same fixed MS starts from the same flags, save them once (version named after the fix run)
-    and restore them before each later calibration. Returns what was done."""
+    """Calibration flags the MS it calibrates (applycal flags data without solutions). So that every
+    calibration of the same fixed MS starts from the same flags, save them once (version named after
+    the fix run) and restore them before each later calibration. Returns what was done."""
     from ._casa import casa
 
     _, t = casa()
@@ -85,11 +87,11 @@ def reset_flags(vis: str, tag: str) -> str:
     return f"saved flags before calibrating ({name})"
 
 
-def antenna_unflagged(mss: list[str]) -> dict[int, float]:
-    """Unflagged fraction of each antenna's cross-correlation data over the given MSs (the splits)."""
+def antenna_unflagged(per_ms: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, float]:
+    """Unflagged fraction of each antenna's cross-correlation data over several MSs (the splits),
+    from each one's ``_unflagged_by_antenna``."""
     good, rows = np.zeros(0), np.zeros(0)
-    for ms in mss:
-        g, r = _unflagged_by_antenna(ms)
+    for g, r in per_ms:
         n = max(len(good), len(g))
         good = np.pad(good, (0, n - len(good))) + np.pad(g, (0, n - len(g)))
         rows = np.pad(rows, (0, n - len(rows))) + np.pad(r, (0, n - len(r)))
@@ -141,7 +143,11 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
     res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
                           targets=targets, refant=ref, spw_groups=spw_groups, params=params,
                           flag_workers=flag_workers)
-    unflagged = antenna_unflagged([sp["path"] for sp in res.get("splits", [])])
+    per_split = {sp["name"]: _unflagged_by_antenna(sp["path"]) for sp in res.get("splits", [])}
+    empty = [name for name, (good, _) in per_split.items() if not good.sum() > 0]
+    if empty:
+        raise PermanentStepError(f"no unflagged data left after calibration in field(s) {empty}")
+    unflagged = antenna_unflagged(list(per_split.values()))
     # Paths are reported where they will be after the reconciler renames outdir → final_dir.
     for sp in res.get("splits", []):
         sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))

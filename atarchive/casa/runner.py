@@ -48,8 +48,8 @@ def run_in_child(func: str, kwargs: dict, *, workdir: Path, log_path: Path, time
 class Spares:
     """CASA child processes started ahead of need: casatools/casatasks take ~3.5 s to import, so a
     child that has already imported them waits (idle, on its stdin) for the next CASA call. Only
-    for calls that use casatools (never python-casacore: the two must not share a process); at most
-    ``limit`` wait at once; each one taken is replaced at once."""
+    for calls that use casatools (never python-casacore: the two must not share a process). The
+    reconciler decides when to start them (``refill``: up to ``limit``, when a core is free)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -67,11 +67,14 @@ class Spares:
     def refill(self) -> None:
         with self._lock:
             self._idle = [p for p in self._idle if p.poll() is None]
-            while len(self._idle) < self.limit:
-                self._idle.append(subprocess.Popen(
-                    [sys.executable, "-m", "atarchive.casa.child", "--warm"], cwd=tempfile.gettempdir(),
-                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    env=child_env(None), start_new_session=True, preexec_fn=_die_with_parent))
+            try:
+                while len(self._idle) < self.limit:
+                    self._idle.append(subprocess.Popen(
+                        [sys.executable, "-m", "atarchive.casa.child", "--warm"], cwd=tempfile.gettempdir(),
+                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=child_env(None), start_new_session=True, preexec_fn=_die_with_parent))
+            except OSError:  # no spare now (e.g. out of processes): calls start their own children
+                pass
 
     def close(self) -> None:
         """Let the idle spares go (EOF on stdin: they exit)."""
@@ -93,7 +96,8 @@ def _hand_over(proc: subprocess.Popen, spec_path: str, workdir: Path) -> bool:
     """Give a spare child its call: its output goes to the call's log from here on (the child
     redirects it per call)."""
     try:
-        proc.stdin.write((json.dumps({"spec": spec_path, "cwd": str(workdir)}) + "\n").encode())
+        job = {"spec": spec_path, "cwd": str(workdir), "t": time.time()}
+        proc.stdin.write((json.dumps(job) + "\n").encode())
         proc.stdin.close()
         return True
     except OSError:  # it died meanwhile
@@ -121,8 +125,7 @@ def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | Non
                       "result": spec_path[:-5] + f".result{i}.json"})
     with os.fdopen(fd, "w") as fh:
         json.dump({"calls": items}, fh)
-    spare = casa_tools and env is None and SPARES.limit > 0
-    proc = SPARES.take() if spare else None
+    proc = SPARES.take() if casa_tools and env is None else None
     if proc is not None and not _hand_over(proc, spec_path, workdir):
         proc = None
     if proc is None:
@@ -133,8 +136,6 @@ def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | Non
                                     env=child_env(env), start_new_session=True, preexec_fn=_die_with_parent)
         finally:
             first_log.close()
-    if spare:
-        SPARES.refill()
     if on_start:
         on_start(proc.pid)
     t0 = time.time()

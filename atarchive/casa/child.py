@@ -128,10 +128,6 @@ def wait_warm() -> tuple[list[str], float]:
 
     casa()
     ready = time.time()
-    try:
-        os.write(1, b"R")  # to the parent (a pipe until the call's log takes stdout over): CASA is loaded
-    except OSError:  # taken before it was ready: the parent no longer listens
-        pass
     line = sys.stdin.readline()
     if not line.strip():
         os._exit(0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -50,27 +49,17 @@ class Spares:
     """CASA child processes started ahead of need: casatools/casatasks take ~3.5 s to import, so a
     child that has already imported them waits (idle, on its stdin) for the next CASA call. Only
     for calls that use casatools (never python-casacore: the two must not share a process). The
-    reconciler decides when to start them (``refill``, when a core is free): one loads CASA at a
-    time, up to ``limit`` wait."""
+    reconciler decides when to start them (``refill``: up to ``limit``, when a core is free)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: list[subprocess.Popen] = []
-        self._ready: set[int] = set()
         self.limit = 0
-
-    def _is_ready(self, proc: subprocess.Popen) -> bool:
-        """Has it loaded CASA? (it writes one byte to its stdout pipe then)"""
-        if proc.pid not in self._ready and select.select([proc.stdout], [], [], 0)[0]:
-            self._ready.add(proc.pid)
-        return proc.pid in self._ready
 
     def take(self) -> subprocess.Popen | None:
         with self._lock:
             while self._idle:
                 proc = self._idle.pop(0)
-                self._ready.discard(proc.pid)
-                proc.stdout.close()
                 if proc.poll() is None:
                     return proc
         return None
@@ -78,13 +67,12 @@ class Spares:
     def refill(self) -> None:
         with self._lock:
             self._idle = [p for p in self._idle if p.poll() is None]
-            if len(self._idle) >= self.limit or not all(self._is_ready(p) for p in self._idle):
-                return
             try:
-                self._idle.append(subprocess.Popen(
-                    [sys.executable, "-m", "atarchive.casa.child", "--warm"], cwd=tempfile.gettempdir(),
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                    env=child_env(None), start_new_session=True, preexec_fn=_die_with_parent))
+                while len(self._idle) < self.limit:
+                    self._idle.append(subprocess.Popen(
+                        [sys.executable, "-m", "atarchive.casa.child", "--warm"], cwd=tempfile.gettempdir(),
+                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=child_env(None), start_new_session=True, preexec_fn=_die_with_parent))
             except OSError:  # no spare now (e.g. out of processes): calls start their own children
                 pass
 
@@ -92,11 +80,9 @@ class Spares:
         """Let the idle spares go (EOF on stdin: they exit)."""
         with self._lock:
             idle, self._idle = self._idle, []
-            self._ready.clear()
         for proc in idle:
             try:
                 proc.stdin.close()
-                proc.stdout.close()
                 proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 proc.kill()

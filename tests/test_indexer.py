@@ -214,13 +214,17 @@ def test_many_headers_read_in_worker_processes_give_the_same_catalogue(tmp_path,
         return out
 
     monkeypatch.setattr(discover.Indexer, "_prefetch_headers", spy)
-    for parallel_from in (10_000, 2):  # one by one, then in worker processes
+    monkeypatch.setattr(discover, "HEADER_CHUNK", 2)
+    # one by one; in worker processes only; in workers and this process (which takes chunks no
+    # worker has begun)
+    for how, parallel_from, main_too in (("serial", 10_000, True), ("workers", 2, False), ("both", 2, True)):
         monkeypatch.setattr(discover, "PARALLEL_HEADERS_FROM", parallel_from)
-        cfg = make_config(tmp_path / f"c{parallel_from}")
+        monkeypatch.setattr(discover, "MAIN_READS_TOO", main_too)
+        cfg = make_config(tmp_path / how)
         cfg.storage_roots = [root]
         with Catalogue(cfg.catalogue) as c:
             rep = scan(c, cfg)
             assert rep.headers_read == 6 and len(rep.errors) == 1 and "truncated" in rep.errors[0][1]
-            rows[parallel_from] = [{k: v for k, v in f.items() if k not in ("id", "stable_since")}
-                                   for f in c.q("SELECT * FROM files ORDER BY path")]
-    assert prefetched == [0, 7] and rows[2] == rows[10_000]
+            rows[how] = [{k: v for k, v in f.items() if k not in ("id", "stable_since")}
+                         for f in c.q("SELECT * FROM files ORDER BY path")]
+    assert prefetched == [0, 7, 7] and rows["workers"] == rows["serial"] == rows["both"]

@@ -24,6 +24,8 @@ from .uvh5 import read_header
 
 
 PARALLEL_HEADERS_FROM = 200  # a first scan with at least this many headers reads them in parallel
+HEADER_CHUNK = 32  # headers per task of the parallel read
+MAIN_READS_TOO = True  # while the workers start, this process reads the chunks they have not begun
 
 
 def _read_or_error(path: str):
@@ -31,6 +33,10 @@ def _read_or_error(path: str):
         return read_header(path)
     except IngestError as err:
         return err
+
+
+def _read_chunk(paths: list[str]) -> list:
+    return [_read_or_error(p) for p in paths]
 
 
 @dataclass
@@ -161,12 +167,23 @@ class Indexer:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        chunks = [todo[i:i + HEADER_CHUNK] for i in range(0, len(todo), HEADER_CHUNK)]
+        out: dict = {}
         try:
             # spawn: the daemon has threads, and forking a threaded process is unsafe
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                return dict(zip(todo, pool.map(_read_or_error, todo, chunksize=32), strict=True))
-        except (OSError, RuntimeError):  # no processes to be had: read them one by one
-            return {}
+                futs = [pool.submit(_read_chunk, c) for c in chunks]
+                # While the workers start (~0.5 s of imports each), this process reads too: chunks
+                # from the end that no worker has begun.
+                for c, fut in zip(reversed(chunks), reversed(futs)):
+                    if MAIN_READS_TOO and fut.cancel():
+                        out.update(zip(c, _read_chunk(c)))
+                for c, fut in zip(chunks, futs):
+                    if not fut.cancelled():
+                        out.update(zip(c, fut.result()))
+        except (OSError, RuntimeError):  # no processes to be had: read the rest one by one
+            pass
+        return out
 
     # -- one session --------------------------------------------------------------------------
     def _index_session(self, spath, info, items, known, now, report, headers: dict) -> None:

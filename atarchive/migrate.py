@@ -24,19 +24,42 @@ def migration_files() -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def _statements(sql: str) -> list[str]:
+    """The statements of a migration script, in order."""
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return [st for st in out if st.strip(" ;\n")]
+
+
 def apply(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied now."""
+    """Apply pending migrations; return the names applied now. Two processes opening a new
+    catalogue at once (the daemon starting while `status` runs) must not both migrate it: the
+    write lock is taken first and what is applied is read under it."""
+    files = migration_files()
     conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
-    done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+    if not {n for n, _ in files} - {r[0] for r in conn.execute("SELECT name FROM _migrations")}:
+        return []
     applied = []
-    for name, sql in migration_files():
-        if name in done:
-            continue
-        # executescript commits first; wrap the script and its record in one transaction.
-        conn.executescript(
-            "BEGIN;\n" + sql + f"\nINSERT INTO _migrations(name, applied) VALUES ('{name}', {time.time()});\nCOMMIT;"
-        )
-        applied.append(name)
+    conn.execute("BEGIN IMMEDIATE")  # the other process waits here (busy timeout), then finds them done
+    try:
+        done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+        for name, sql in files:
+            if name in done:
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO _migrations(name, applied) VALUES (?, ?)", (name, time.time()))
+            applied.append(name)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return applied
 
 

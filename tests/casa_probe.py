@@ -130,8 +130,7 @@ def flag_in_parallel(paths: list[str], workers: int, rflag: bool = True) -> dict
 
     helpers = calibrate.FlagHelpers(workers - 1, rflag)
     try:
-        parts = calibrate.shares({p: calibrate._size(p) for p in paths}, workers)
-        calibrate.flag_splits(paths, rflag=rflag, helpers=helpers)
+        parts = calibrate.flag_splits(paths, rflag=rflag, helpers=helpers)
     finally:
         helpers.finish()
     out = {}

@@ -250,12 +250,14 @@ class FlagHelpers:
             _append_logs(self.logs)
 
 
-def flag_splits(paths: list[str], *, rflag: bool, helpers: FlagHelpers) -> None:
-    """Flag the splits: this process takes the heaviest share, the helpers the others, all at once."""
+def flag_splits(paths: list[str], *, rflag: bool, helpers: FlagHelpers) -> list[list[str]]:
+    """Flag the splits: this process takes the heaviest share, the helpers the others, all at once.
+    Returns the shares (this process's first)."""
     parts = shares({p: _size(p) for p in paths}, len(helpers) + 1)
     for i, share in enumerate(parts[1:]):
         helpers.give(i, share)
     flag_split(parts[0], rflag)
+    return parts
 
 
 def _append_logs(logs: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 SITE_TEMPLATE = """\
@@ -29,7 +30,7 @@ def write_site_config(directory: Path | None = None) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     p = d / "casasiteconfig.py"
     if not p.exists() or p.read_text() != SITE_TEMPLATE:
-        tmp = p.with_suffix(f".tmp{os.getpid()}")
+        tmp = p.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")  # threads of one process race too
         tmp.write_text(SITE_TEMPLATE)
         tmp.replace(p)
     return p

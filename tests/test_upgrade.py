@@ -1,0 +1,60 @@
+"""Upgrading reruns nothing: an archive processed by an earlier release stays up to date.
+
+`tests/data/archive-v0.1.0` holds the catalogue that release v0.1.0 wrote for the processed `tiny`
+session and the paths of its work tree (see its README). Fingerprints are a contract with every
+archive already processed: a refactor that changed them would re-run years of sessions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from conftest import REPO, atarchive_ok
+
+FIXTURE = REPO / "tests" / "data" / "archive-v0.1.0"
+SESSION = "ptiny/2025-03-15-10:40:00"
+# step → why it reruns after an upgrade (a step version that truly changed); empty: nothing reruns
+EXPECTED_RERUNS: dict[str, str] = {}
+
+
+def _restore(tmp_path: Path) -> Path:
+    shutil.copy(FIXTURE / "catalogue.db", tmp_path / "catalogue.db")
+    work = tmp_path / "work"
+    for line in (FIXTURE / "work-paths.txt").read_text().splitlines():
+        kind, rel = line.split(" ", 1)
+        p = work / rel
+        if kind == "d":
+            p.mkdir(parents=True, exist_ok=True)
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.touch()
+    (tmp_path / "storage").mkdir()
+    conf = tmp_path / "atarchive.toml"
+    shutil.copy(FIXTURE / "atarchive.toml", conf)
+    return conf
+
+
+def test_archive_of_release_0_1_0_migrates_and_plans_nothing(tmp_path):
+    conf = _restore(tmp_path)
+    plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
+    to_run = [r for r in plan if r.get("unit") is not None or r.get("step") is not None]
+    assert {r["step"] for r in to_run} <= set(EXPECTED_RERUNS), to_run
+    ex = json.loads(atarchive_ok(conf, "explain", SESSION, "--json"))
+    for step in ex["steps"]:
+        for u in step["units"]:
+            if step["step"] in EXPECTED_RERUNS:
+                assert EXPECTED_RERUNS[step["step"]] in u["reason"], (step["step"], u)
+            else:
+                assert u["status"] == "ok", (step["step"], u)
+    if not EXPECTED_RERUNS:
+        assert ex["state"] == "done"
+    # every migration of this version applied to the old catalogue; the old rows kept
+    applied = {r[0] for r in sqlite3.connect(tmp_path / "catalogue.db").execute("SELECT name FROM _migrations")}
+    shipped = {p.stem for p in (REPO / "atarchive" / "migrations").glob("*.sql")} or \
+        {p.stem for p in (REPO / "migrations").glob("*.sql")}
+    assert shipped and {s.split(".")[0] for s in shipped} <= {a.split(".")[0] for a in applied}, (shipped, applied)
+    fl = json.loads(atarchive_ok(conf, "fluxes", "--json"))
+    assert len(fl) == 6 and all(r["flux_jy"] > 0 for r in fl)

@@ -182,12 +182,8 @@ def status_rows(obj: Ctx) -> list[dict]:
 
     cat = obj.cat
     plans = plan_all(cat, obj.cfg)
-    scans = {r["session_id"]: r for r in cat.q(
-        "SELECT session_id, COUNT(*) AS n, SUM(complete) AS c FROM scans GROUP BY session_id")}
-    names: dict[str, dict[int, list]] = {"fields": {}, "los": {}}
-    for table in names:
-        for r in cat.q(f"SELECT session_id, name FROM {table} ORDER BY name"):
-            names[table].setdefault(r["session_id"], []).append(r["name"])
+    scans = cat.scan_counts()
+    names = cat.names_by_session()
     rows = []
     for p in plans:
         s = p.session
@@ -468,7 +464,7 @@ def reprocess(obj: Ctx, session, from_step, now):
         raise click.BadParameter(f"unknown step {from_step!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--from")
     s = obj.cat.session(session)
     obj.cat.add_force(s["id"], from_step, note="cli reprocess")
-    obj.cat.db["sessions"].update(s["id"], {"error": None})
+    obj.cat.set_session_error(s["id"], None)
     out.print(f"{s['key']}: {from_step} and every later step will run again"
               + (" now" if now else " on the next `atarchive run` (or daemon pass)"))
     if now:
@@ -511,9 +507,7 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
     if plot_path:
         if not field:
             raise click.UsageError("--plot needs --field (e.g. --field 3C286)")
-        starts = {r["key"]: r["mjd"] for r in obj.cat.q(
-            "SELECT s.key, MIN(sc.start_mjd) AS mjd FROM sessions s JOIN scans sc ON sc.session_id = s.id "
-            "GROUP BY s.key")}
+        starts = obj.cat.first_scan_starts()
         _flux_trend_plot(rows, field, plot_path, starts)
         err.print(f"plot: {plot_path}")
     keys = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",

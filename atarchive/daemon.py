@@ -61,7 +61,7 @@ def acquire_lock(cfg: Config) -> FileLock:
 
 
 def daemon_status(cat: Catalogue) -> dict | None:
-    row = cat.one("SELECT * FROM daemon WHERE id = 1")
+    row = cat.daemon_row()
     if row is None:
         return None
     from .reconciler import owner_alive
@@ -114,14 +114,7 @@ class Daemon:
 
     # -- health ------------------------------------------------------------------------------
     def _beat(self, cat: Catalogue, *, stopped: bool = False) -> None:
-        now = time.time()
-        cat.conn.execute(
-            "INSERT INTO daemon(id, pid, host, started, heartbeat, activity, stopped) VALUES (1, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, host = excluded.host, heartbeat = excluded.heartbeat, "
-            "activity = excluded.activity, stopped = excluded.stopped, "
-            "started = CASE WHEN daemon.pid = excluded.pid THEN daemon.started ELSE excluded.started END",
-            [os.getpid(), socket.gethostname(), now, now, self.activity, now if stopped else None],
-        )
+        cat.beat(pid=os.getpid(), host=socket.gethostname(), activity=self.activity, stopped=stopped)
 
     def _eligible(self, cat_forces: Callable[[], set[int]]) -> Callable[[dict], bool]:
         idle = self.cfg.scan.session_idle_seconds

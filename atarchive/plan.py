@@ -224,8 +224,8 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
     if not sessions:
         return []
     cdig = config_digest(cfg)
-    max_run = {r["session_id"]: r["m"] for r in cat.q("SELECT session_id, MAX(id) AS m FROM step_runs GROUP BY session_id")}
-    max_force = {r["session_id"]: r["m"] for r in cat.q("SELECT session_id, MAX(id) AS m FROM forces GROUP BY session_id")}
+    max_run = cat.newest_run_ids()
+    max_force = cat.newest_force_ids()
     plans: dict[int, SessionPlan] = {}
     todo = []
     for s in sessions:
@@ -240,14 +240,14 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
         ids = [s["id"] for s, _ in todo]
         latest: dict[int, dict] = {}
         done: dict[int, dict] = {}
-        for r in _runs_of(cat, ids, done_only=False):
+        for r in cat.latest_runs_of(ids, done_only=False):
             latest.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
-        for r in _runs_of(cat, ids, done_only=True):
+        for r in cat.latest_runs_of(ids, done_only=True):
             done.setdefault(r["session_id"], {})[(r["step"], r["unit"])] = r
         forces: dict[int, list] = {}
         for f in cat.forces():
             forces.setdefault(f["session_id"], []).append(f)
-        rows = _bulk_rows(cat, ids)
+        rows = cat.rows_of_sessions(ids)
         remember = []
         for s, wm in todo:
             sid = s["id"]
@@ -259,31 +259,5 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
             if p.state == "done" and s.get("plan_watermark") != wm:
                 remember.append((wm, json.dumps(p.step_summary()), sid))
         if remember and use_watermark:
-            with cat.transaction():
-                cat.conn.executemany("UPDATE sessions SET plan_watermark = ?, plan_summary = ? WHERE id = ?", remember)
+            cat.save_plan_watermarks(remember)
     return [plans[s["id"]] for s in sessions]
-
-
-def _in(ids: list[int]) -> str:
-    return ",".join(str(int(i)) for i in ids)
-
-
-def _runs_of(cat: Catalogue, ids: list[int], *, done_only: bool) -> list[dict]:
-    cond = "AND status = 'done'" if done_only else ""
-    return cat.q(
-        f"""SELECT r.* FROM step_runs r JOIN (
-                SELECT MAX(id) AS id FROM step_runs WHERE session_id IN ({_in(ids)}) {cond}
-                GROUP BY session_id, step, unit
-            ) m ON r.id = m.id"""
-    )
-
-
-def _bulk_rows(cat: Catalogue, ids: list[int]) -> dict[str, dict[int, list]]:
-    out: dict[str, dict[int, list]] = {}
-    order = {"scans": "start_mjd, stem", "files": "path", "fields": "name", "los": "name"}
-    for table, by in order.items():
-        d: dict[int, list] = {}
-        for r in cat.db.query(f"SELECT * FROM {table} WHERE session_id IN ({_in(ids)}) ORDER BY session_id, {by}"):
-            d.setdefault(r["session_id"], []).append(r)
-        out[table] = d
-    return out

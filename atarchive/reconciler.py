@@ -125,8 +125,7 @@ class PidRecorder:
             return
         try:
             with Catalogue(self.catalogue) as c:
-                c.conn.executemany("UPDATE step_runs SET worker_pid = ?, started = ? WHERE id = ?",
-                                   [[pid, time.time(), r] for r in self.run_ids])
+                c.set_worker_pid(self.run_ids, pid, time.time())
         except Exception:  # noqa: BLE001 - bookkeeping only
             pass
 
@@ -279,11 +278,7 @@ class Reconciler:
         view = plan.view
         step = BY_NAME[batch[0].step]
         sdir = view.sdir
-        products: dict[str, list[dict]] = {}
-        for p in self.cat.products(view.session["id"]):
-            p = dict(p)
-            p["meta"] = json.loads(p["meta"] or "{}")
-            products.setdefault(p["step"], []).append(p)
+        products = self.cat.products_by_step(view.session["id"])
         cancel = threading.Event()
         entries = []
         for u in batch:
@@ -385,7 +380,7 @@ class Reconciler:
             rec.update(status=status, error=msg, temporary=temporary)
             self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg.splitlines()[0] if msg else ''}")
             if status == "failed" and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
-                self.cat.db["sessions"].update(sid, {"error": f"{u.step} {u.key}: {msg}".strip()[-2000:]})
+                self.cat.set_session_error(sid, f"{u.step} {u.key}: {msg}".strip()[-2000:])
             return rec
         fps = []
         for p in result.products:
@@ -393,6 +388,6 @@ class Reconciler:
         self.cat.replace_products(sid, u.step, u.key, run_id, fps)
         BY_NAME[u.step].record(self.cat, sid, run_id, result)
         self.cat.finish_run(run_id, status="done", result=result.result)
-        self.cat.db["sessions"].update(sid, {"error": None})
+        self.cat.set_session_error(sid, None)
         rec.update(status="done")
         return rec

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from multiprocessing import get_context
 
-from atarchive.migrate import migration_files
+from atarchive.catalogue.migrate import migration_files
 
 
 def _open(path: str) -> list[str]:

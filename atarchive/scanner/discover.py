@@ -119,7 +119,7 @@ class Indexer:
         report = ScanReport()
         now = self.now if self.now is not None else time.time()
         roots = roots if roots is not None else self.cfg.storage_roots
-        known = {r["path"]: r for r in self.cat.q("SELECT * FROM files")}
+        known = self.cat.files_by_path()
         by_session: dict[str, list[tuple[_Found, object]]] = defaultdict(list)
         session_info: dict[str, tuple[str, str, str, str]] = {}
         seen_paths: set[str] = set()
@@ -192,13 +192,10 @@ class Indexer:
         stable_s = self.cfg.scan.stable_seconds
         cat = self.cat
         with cat.transaction():
-            srow = cat.one("SELECT * FROM sessions WHERE path = ?", [spath])
+            srow = cat.session_by_path(spath)
             changed = False
             if srow is None:
-                sid = cat.db["sessions"].insert(
-                    {"project": project, "name": sname, "key": key, "path": spath, "root": root,
-                     "first_seen": now, "last_change": now, "ingest_state": "incomplete"}
-                ).last_pk
+                sid = cat.add_session(project=project, name=sname, key=key, path=spath, root=root, now=now)
                 report.sessions_new.add(key)
                 changed = True
             else:
@@ -210,7 +207,7 @@ class Indexer:
                     row = {"session_id": sid, "scan_id": None, "path": path, "kind": found.kind,
                            "status": "error", "error": found.error, "size": found.size, "mtime": found.mtime}
                     if old is None or old["status"] != "error" or old["error"] != found.error:
-                        self._upsert_file(row)
+                        cat.upsert_file(row)
                         changed = True
                     report.errors.append((path, found.error))
                     continue
@@ -236,7 +233,7 @@ class Indexer:
                     df = parse_data_path(PurePath(projects_dir(Path(root))), PurePath(path))
                 except LayoutError as err:
                     row.update(status="error", error=str(err), kind="unknown", scan_id=None)
-                    self._upsert_file(row)
+                    cat.upsert_file(row)
                     report.errors.append((path, str(err)))
                     continue
                 scan_id = self._scan_row(sid, df)
@@ -244,7 +241,7 @@ class Indexer:
                 if now - stable_since < stable_s:
                     row["status"] = "growing"
                     report.growing_files += 1
-                    self._upsert_file(row)
+                    cat.upsert_file(row)
                     continue
                 try:
                     hdr = headers.get(path) or read_header(path)
@@ -253,7 +250,7 @@ class Indexer:
                     report.headers_read += 1
                 except IngestError as err:
                     row.update(status="error", error=str(err))
-                    self._upsert_file(row)
+                    cat.upsert_file(row)
                     report.errors.append((path, str(err)))
                     continue
                 row.update(
@@ -266,113 +263,16 @@ class Indexer:
                                        "antenna_names": hdr.antenna_names,
                                        "phase_type": hdr.phase_type}),
                 )
-                self._upsert_file(row)
+                cat.upsert_file(row)
             if changed or srow is None or srow["ingest_state"] != "ready":
-                self._summarise(sid, now if changed else None)
-            cat.conn.execute("UPDATE sessions SET last_scanned = ? WHERE id = ?", [now, sid])
+                cat.summarise_session(sid, now if changed else None)
+            cat.mark_scanned(sid, now)
         if changed:
             report.sessions_touched.add(key)
 
-    def _upsert_file(self, row: dict) -> None:
-        """Insert or update a files row by path (plain SQL: this is the indexer's hot path)."""
-        cols = list(row)
-        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "path")
-        self.cat.conn.execute(
-            f"INSERT INTO files ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(path) DO UPDATE SET {sets}",
-            [row[c] for c in cols],
-        )
-
     def _scan_row(self, sid: int, df) -> int:
-        row = self.cat.one("SELECT id FROM scans WHERE session_id = ? AND stem = ?", [sid, df.stem.stem])
-        if row:
-            return row["id"]
         s = df.stem
-        return self.cat.db["scans"].insert(
-            {"session_id": sid, "stem": s.stem, "mjd": s.mjd, "sec_of_day": s.sec_of_day, "block": s.block,
-             "source": s.source, "complete": 0}
-        ).last_pk
-
-    def _summarise(self, sid: int, changed_at: float | None) -> None:
-        """Recompute scans, fields, LOs and the session's ingest state from its file rows."""
-        cat = self.cat
-        files = cat.q("SELECT * FROM files WHERE session_id = ?", [sid])
-        layouts = set()
-        errors = [f for f in files if f["status"] == "error"]
-        data = [f for f in files if f["kind"] == "uvh5" and f["scan_id"] is not None]
-        expected = {(f["lo"], f["subband"]) for f in data}
-        per_scan: dict[int, list[dict]] = defaultdict(list)
-        for f in data:
-            per_scan[f["scan_id"]].append(f)
-            layouts.add("flat" if PurePath(f["path"]).name.startswith("ata.") else "nested")
-        for scan in cat.q("SELECT id, stem FROM scans WHERE session_id = ?", [sid]):
-            fs = per_scan.get(scan["id"], [])
-            if not fs:
-                cat.conn.execute("DELETE FROM scans WHERE id = ?", [scan["id"]])
-                continue
-            have = {(f["lo"], f["subband"]) for f in fs if f["status"] == "ready"}
-            missing = sorted(expected - {(f["lo"], f["subband"]) for f in fs})
-            notes = []
-            if missing:
-                notes.append("missing subbands: " + ", ".join(f"Lo{lo}.C{sb:04d}" for lo, sb in missing))
-            growing = [f for f in fs if f["status"] == "growing"]
-            if growing:
-                notes.append(f"{len(growing)} file(s) still growing")
-            bad = [f for f in fs if f["status"] == "error"]
-            if bad:
-                notes.append(f"{len(bad)} unreadable file(s)")
-            ready = [f for f in fs if f["status"] == "ready"]
-            complete = not missing and not growing and not bad and have == expected
-            first = min(ready, key=lambda f: f["start_mjd"]) if ready else None
-            cat.conn.execute(
-                "UPDATE scans SET complete = ?, status_note = ?, field = ?, start_mjd = ?, end_mjd = ?, ntimes = ? "
-                "WHERE id = ?",
-                [int(complete), "; ".join(notes) or None, first["field"] if first else None,
-                 min(f["start_mjd"] for f in ready) if ready else None,
-                 max(f["end_mjd"] for f in ready) if ready else None,
-                 first["ntimes"] if first else None, scan["id"]],
-            )
-        # fields
-        cat.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN "
-                         "(SELECT DISTINCT field FROM files WHERE session_id = ? AND field IS NOT NULL)", [sid, sid])
-        for f in cat.q("SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
-                       "AND status = 'ready' GROUP BY field", [sid]):
-            cat.conn.execute(
-                "INSERT INTO fields(session_id, name, ra_deg, dec_deg) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(session_id, name) DO UPDATE SET ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg",
-                [sid, f["field"], f["ra"], f["dec"]],
-            )
-        # LOs
-        cat.conn.execute("DELETE FROM los WHERE session_id = ?", [sid])
-        los: dict[str, dict[int, dict]] = defaultdict(dict)
-        for f in data:
-            if f["status"] == "ready":
-                los[f["lo"]].setdefault(f["subband"], f)
-        for lo, subs in los.items():
-            fs = list(subs.values())
-            cat.db["los"].insert({
-                "session_id": sid, "name": lo, "freq_start_hz": min(f["freq_start_hz"] for f in fs),
-                "freq_end_hz": max(f["freq_end_hz"] for f in fs), "nchan": sum(f["nfreqs"] for f in fs),
-                "nsubbands": len(fs), "channel_width_hz": fs[0]["channel_width_hz"],
-            })
-        scans = cat.q("SELECT complete, status_note, stem FROM scans WHERE session_id = ?", [sid])
-        if errors:
-            state = "failed"
-            first = errors[0]
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            err = f"{first['path']}: {first['error']}{more}"
-        elif not scans or not all(s["complete"] for s in scans):
-            state, err = "incomplete", None
-        else:
-            state, err = "ready", None
-        sets = {"ingest_state": state, "layout": "mixed" if len(layouts) > 1 else (layouts.pop() if layouts else None)}
-        if changed_at is not None:
-            sets["last_change"] = changed_at
-        cur = cat.one("SELECT error, ingest_state FROM sessions WHERE id = ?", [sid])
-        # An ingest error replaces any message; clearing it only clears ingest messages.
-        if err is not None or (cur and cur["ingest_state"] == "failed"):
-            sets["error"] = err
-        cat.db["sessions"].update(sid, sets)
+        return self.cat.scan_id(sid, stem=s.stem, mjd=s.mjd, sec_of_day=s.sec_of_day, block=s.block, source=s.source)
 
     def _forget_vanished(self, roots, seen_paths, known, now, report) -> None:
         """Rows of files that disappeared from storage are removed; their sessions are re-summarised."""
@@ -381,9 +281,4 @@ class Indexer:
                 if p not in seen_paths and any(p.startswith(rs + os.sep) for rs in root_strs)]
         if not gone:
             return
-        sids = {r["session_id"] for r in gone if r["session_id"] is not None}
-        with self.cat.transaction():
-            for r in gone:
-                self.cat.conn.execute("DELETE FROM files WHERE id = ?", [r["id"]])
-            for sid in sids:
-                self._summarise(sid, now)
+        self.cat.forget_files(gone, now)

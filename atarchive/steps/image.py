@@ -4,8 +4,6 @@ beside the Perley-Butler 2017 model flux for flux calibrators."""
 
 from __future__ import annotations
 
-import time
-
 from .. import calibrators, naming
 from ..errors import PermanentStepError
 from .base import RunContext, SessionView, Step, StepResult, UnitSpec
@@ -75,28 +73,8 @@ class Image(Step):
 
     def record(self, cat, session_id: int, run_id: int, result: StepResult) -> None:
         res = result.result
-        spec_field, lo = res.get("_field"), res.get("_lo")
-        with cat.transaction():
-            cat.conn.execute(
-                "DELETE FROM flux_measurements WHERE session_id = ? AND field = ? AND lo = ?",
-                [session_id, spec_field, lo],
-            )
-            cat.db["flux_measurements"].insert(
-                {
-                    "session_id": session_id,
-                    "run_id": run_id,
-                    "field": spec_field,
-                    "role": res.get("_role"),
-                    "lo": lo,
-                    "freq_hz": res.get("freq_hz"),
-                    "flux_jy": res.get("flux_jy"),
-                    "flux_err_jy": res.get("flux_err_jy"),
-                    "peak_jy": res.get("peak_jy"),
-                    "rms_jy": res.get("rms_jy"),
-                    "model_flux_jy": res.get("model_flux_jy"),
-                    "ra_deg": res.get("ra_deg"),
-                    "dec_deg": res.get("dec_deg"),
-                    "method": res.get("method", "imfit"),
-                    "created": time.time(),
-                }
-            )
+        cat.replace_flux(session_id, run_id, {
+            "field": res.get("_field"), "role": res.get("_role"), "lo": res.get("_lo"),
+            "method": res.get("method", "imfit"),
+            **{k: res.get(k) for k in ("freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy", "model_flux_jy",
+                                       "ra_deg", "dec_deg")}})

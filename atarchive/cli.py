@@ -26,6 +26,10 @@ def _json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
 
 
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Machine-readable output (stable keys; see the README).")
+
+
 class Ctx:
     def __init__(self, config_path: str | None, log_format: str):
         self.config_path = config_path
@@ -92,7 +96,7 @@ def cli(ctx, config_path, log_format):
 
 # -- doctor -------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_obj
 def doctor(obj: Ctx, as_json):
     """Versions of CASA, casadata, pyuvdata and whether CASA starts offline."""
@@ -117,7 +121,7 @@ def doctor(obj: Ctx, as_json):
 @click.option("--preset", help="Built-in spec (see --list-presets).")
 @click.option("--out", "out_root", type=click.Path(file_okay=False), help="Storage root to write into.")
 @click.option("--list-presets", is_flag=True, help="List built-in presets and exit.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def simulate(obj: Ctx, spec, preset, out_root, list_presets, as_json):
     """Write a simulated ATA session (real on-disk layout) plus a truth file."""
@@ -152,7 +156,7 @@ def simulate(obj: Ctx, spec, preset, out_root, list_presets, as_json):
 
 # -- scan ---------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def scan(obj: Ctx, as_json):
     """Index the storage roots (uvh5 headers only). Idempotent."""
@@ -178,44 +182,22 @@ STATE_STYLE = {"done": "green", "failed": "red", "running": "cyan", "pending": "
 
 
 def status_rows(obj: Ctx) -> list[dict]:
-    from .plan import plan_all
+    from .queries import status_rows as rows
 
-    cat = obj.cat
-    plans = plan_all(cat, obj.cfg)
-    scans = cat.scan_counts()
-    names = cat.names_by_session()
-    rows = []
-    for p in plans:
-        s = p.session
-        sc = scans.get(s["id"], {"n": 0, "c": 0})
-        rows.append({
-            "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
-            "scans": sc["n"], "scans_complete": sc["c"] or 0,
-            "fields": names["fields"].get(s["id"], []), "los": names["los"].get(s["id"], []),
-            "ingest_state": s["ingest_state"], "state": p.state, "next_step": p.next_step,
-            "error": p.error or s["error"],
-            "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
-        })
-    return rows
-
-
-def _daemon_info(obj: Ctx) -> dict | None:
-    try:
-        from .daemon import daemon_status
-    except ImportError:
-        return None
-    return daemon_status(obj.cat)
+    return rows(obj.cat, obj.cfg)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (stable keys, see README).")
+@json_option
 @click.option("--watch", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS.")
 @click.pass_obj
 def status(obj: Ctx, as_json, watch):
     """One row per session: scans, fields, LOs, state and each step's status."""
     while True:
+        from .queries import daemon_info
+
         rows = status_rows(obj)
-        d = _daemon_info(obj)
+        d = daemon_info(obj.cat)
         if as_json:
             _json({"sessions": rows, "daemon": d})
         else:
@@ -228,7 +210,7 @@ def status(obj: Ctx, as_json, watch):
 
 
 def _print_status(rows: list[dict], daemon: dict | None) -> None:
-    from .steps import STEP_NAMES
+    from .contracts import STEP_ORDER as STEP_NAMES
 
     if daemon:
         alive = daemon.get("alive")
@@ -263,39 +245,13 @@ def _print_status(rows: list[dict], daemon: dict | None) -> None:
 # -- show ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("session")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def show(obj: Ctx, session, as_json):
     """Scans (field, time, LOs), fields (positions, roles and why), LOs and file problems."""
-    from .plan import load_view
+    from .queries import show_data
 
-    s = obj.cat.session(session)
-    view = load_view(obj.cat, obj.cfg, s)
-    roles = view.roles if s["ingest_state"] == "ready" else None
-    files = view.files
-    lo_of_scan: dict[int, set] = {}
-    for f in files:
-        if f["scan_id"] is not None:
-            lo_of_scan.setdefault(f["scan_id"], set()).add(f["lo"])
-    data = {
-        "session": {k: s[k] for k in ("key", "project", "name", "path", "layout", "ingest_state", "error")},
-        "scans": [{"stem": x["stem"], "field": x["field"], "source": x["source"], "start_mjd": x["start_mjd"],
-                   "end_mjd": x["end_mjd"], "ntimes": x["ntimes"], "complete": bool(x["complete"]),
-                   "note": x["status_note"], "los": sorted(lo_of_scan.get(x["id"], []))} for x in view.scans],
-        "fields": [],
-        "los": [{k: lo[k] for k in ("name", "freq_start_hz", "freq_end_hz", "nchan", "nsubbands", "channel_width_hz")}
-                for lo in view.los],
-        "files_with_errors": [{"path": f["path"], "error": f["error"]} for f in files if f["status"] == "error"],
-        "role_warnings": roles.warnings if roles else [],
-    }
-    for f in view.fields:
-        r = roles.fields.get(f["name"]) if roles else None
-        data["fields"].append({
-            "name": f["name"], "ra_deg": f["ra_deg"], "dec_deg": f["dec_deg"],
-            "role": r.role if r else None, "reason": r.reason if r else None,
-            "matched": r.matched if r else None, "separation_arcsec": r.separation_arcsec if r else None,
-            "phase_cal": r.phase_cal if r else None,
-        })
+    data = show_data(obj.cat, obj.cfg, session)
     if as_json:
         _json(data)
         return
@@ -343,12 +299,12 @@ def _sessions(obj: Ctx, refs) -> list[dict] | None:
 @click.argument("sessions", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Print the plan; run nothing.")
 @click.option("--until", "until", metavar="STEP", help="Run no step after STEP (e.g. --until fix).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def run(obj: Ctx, sessions, dry_run, until, as_json):
     """Bring ready sessions up to date: run every missing or out-of-date step, in order."""
+    from .contracts import STEP_ORDER as STEP_NAMES
     from .reconciler import Reconciler
-    from .steps import STEP_NAMES
 
     if until and until not in STEP_NAMES:
         raise click.BadParameter(f"unknown step {until!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--until")
@@ -356,16 +312,9 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
     chosen = _sessions(obj, sessions)
     if dry_run:
-        plans = rec.plan(chosen)
-        items = []
-        for p in plans:
-            if p.state in ("incomplete", "failed", "done"):
-                items.append({"session": p.session["key"], "step": None, "unit": None,
-                              "reason": p.state + (f": {p.error}" if p.error else "")})
-                continue
-            for u in p.units[p.next_step].values():
-                if u.status != "ok":
-                    items.append({"session": p.session["key"], "step": u.step, "unit": u.key, "reason": u.reason})
+        from .queries import dry_run_items
+
+        items = dry_run_items(rec.plan(chosen))
         if as_json:
             _json(items)
         else:
@@ -414,39 +363,21 @@ def _progress_printer(obj: Ctx):
 
 @cli.command()
 @click.argument("session")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def explain(obj: Ctx, session, as_json):
     """For each step: up to date or not, and exactly why."""
-    from .plan import plan_all
-    from .steps import STEP_NAMES
+    from .queries import explain_data
 
-    s = obj.cat.session(session)
-    p = plan_all(obj.cat, obj.cfg, [s], use_watermark=False)[0]
-    steps = []
-    for name in STEP_NAMES:
-        units = p.units.get(name, {})
-        us = [{"unit": u.key, "status": u.status, "reason": u.reason, "fingerprint": u.fingerprint}
-              for u in units.values()]
-        reasons = sorted({u["reason"] for u in us if u["status"] != "ok"})
-        if not us:
-            summ = ("waiting for upstream steps" if p.state not in ("incomplete", "failed")
-                    else f"session {p.state}")
-            st = "waiting"
-        elif not reasons:
-            st, summ = "up to date", us[0]["reason"] if len(us) == 1 else f"up to date ({len(us)} units)"
-        else:
-            st = "failed" if any(u["status"] == "failed" for u in us) else "out of date"
-            summ = "; ".join(reasons[:3]) + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
-        steps.append({"step": name, "status": st, "reason": summ, "units": us})
-    data = {"session": s["key"], "state": p.state, "next_step": p.next_step, "error": p.error, "steps": steps}
+    data = explain_data(obj.cat, obj.cfg, session)
     if as_json:
         _json(data)
         return
-    out.print(f"[bold]{s['key']}[/bold]: {p.state}" + (f" (next: {p.next_step})" if p.next_step else ""), markup=True)
-    if p.error:
-        out.print(f"[red]error:[/red] {p.error}", markup=True)
-    for st in steps:
+    out.print(f"[bold]{data['session']}[/bold]: {data['state']}"
+              + (f" (next: {data['next_step']})" if data["next_step"] else ""), markup=True)
+    if data["error"]:
+        out.print(f"[red]error:[/red] {data['error']}", markup=True)
+    for st in data["steps"]:
         colour = {"up to date": "green", "failed": "red", "waiting": "dim"}.get(st["status"], "yellow")
         out.print(f"  [{colour}]{st['step']:>9}[/{colour}]: {st['status']} — {st['reason']}", markup=True)
 
@@ -458,7 +389,7 @@ def explain(obj: Ctx, session, as_json):
 @click.pass_obj
 def reprocess(obj: Ctx, session, from_step, now):
     """Force one session's step FROM and everything downstream to run again. No other session is touched."""
-    from .steps import STEP_NAMES
+    from .contracts import STEP_ORDER as STEP_NAMES
 
     if from_step not in STEP_NAMES:
         raise click.BadParameter(f"unknown step {from_step!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--from")
@@ -496,23 +427,18 @@ def daemon(obj: Ctx, max_seconds):
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="PNG",
               help="With --field: plot measured/model flux across sessions to this PNG (a trend shows a "
                    "failing antenna, delay model or system problem).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def fluxes(obj: Ctx, session, field, plot_path, as_json):
     """Measured flux densities per field, LO and frequency (with the model flux for flux calibrators)."""
-    sid = obj.cat.session(session)["id"] if session else None
-    rows = obj.cat.flux_measurements(sid)
-    if field:
-        rows = [r for r in rows if r["field"].lower() == field.lower()]
+    from .queries import flux_rows
+
+    rows = flux_rows(obj.cat, session, field)
     if plot_path:
         if not field:
             raise click.UsageError("--plot needs --field (e.g. --field 3C286)")
-        starts = obj.cat.first_scan_starts()
-        _flux_trend_plot(rows, field, plot_path, starts)
+        _flux_trend_plot(rows, field, plot_path, obj.cat.first_scan_starts())
         err.print(f"plot: {plot_path}")
-    keys = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
-            "model_flux_jy", "ra_deg", "dec_deg", "method")
-    rows = [{k: r.get(k) for k in keys} for r in rows]
     if as_json:
         _json(rows)
         return
@@ -537,7 +463,7 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
 @click.argument("session", required=False)
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser afterwards.")
 @click.option("--list", "list_only", is_flag=True, help="Only list the report pages that exist (no rebuild).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @click.pass_obj
 def report(obj: Ctx, session, open_browser, list_only, as_json):
     """Write a session's QA page (static HTML with figures) under the work root.
@@ -547,23 +473,13 @@ def report(obj: Ctx, session, open_browser, list_only, as_json):
     table. Works on a partly processed or failed session too: it shows what exists. `run` also
     refreshes it as its last step.
     """
-    import shutil
-    import uuid
+    from .queries import report_pages
+    from .reconciler import rebuild_report
 
-    from . import naming
-    from .casa.runner import run_in_child
-    from .reconciler import install
-    from .report.build import build
-
-    cfg = obj.cfg
     if list_only or not session:
         if not list_only:
             raise click.UsageError("name a SESSION to (re)build its report, or use --list")
-        pages = []
-        for s in obj.cat.sessions():
-            page = naming.report_dir(cfg.work_root, s["project"], s["name"]) / "index.html"
-            if page.exists():
-                pages.append({"session": s["key"], "path": str(page)})
+        pages = report_pages(obj.cat, obj.cfg)
         if as_json:
             _json(pages)
         elif not pages:
@@ -572,24 +488,9 @@ def report(obj: Ctx, session, open_browser, list_only, as_json):
             out.print(f"report: {p['session']}  {p['path']}")
         return
     s = obj.cat.session(session)
-    sdir = naming.session_dir(cfg.work_root, s["project"], s["name"])
-    final = naming.report_dir(cfg.work_root, s["project"], s["name"])
-    tmp = naming.tmp_path(final, uuid.uuid4().hex[:8])
-    workdir = naming.casa_workdir(sdir, "report")
-    log = naming.log_path(sdir, "report")
-
-    def call(func, kwargs):
-        return run_in_child(func, kwargs, workdir=workdir, log_path=log,
-                            timeout=cfg.execution.step_timeout_s or None)
-
     obj.log(f"{s['key']}: writing report")
-    try:
-        res = build(cfg, s["key"], outdir=tmp, final_dir=final, call=call)
-        install(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-    page = final / "index.html"
+    res = rebuild_report(obj.cfg, obj.cat, s)
+    page = Path(res["path"])
     if as_json:
         _json({"session": s["key"], **res})
     else:

@@ -64,7 +64,7 @@ def daemon_status(cat: Catalogue) -> dict | None:
     row = cat.daemon_row()
     if row is None:
         return None
-    from .reconciler import owner_alive
+    from .execution.ownership import owner_alive
 
     fresh = row["stopped"] is None and time.time() - row["heartbeat"] < 60
     alive = fresh and owner_alive(f"{row['host']}:{row['pid']}")

@@ -18,15 +18,17 @@ from typing import Callable
 from . import fingerprint as fp
 from .catalogue import Catalogue
 from .config import Config
-from .steps import STEP_NAMES, STEPS
-from .steps.base import PlannedUnit, SessionView
+from .contracts import STEP_ORDER, RunStatus, SessionState, StepSummary, UnitStatus, parse_input_key
+from .steps import STEPS
+from .steps.base import PlannedUnit
+from .view import SessionView, load_view  # noqa: F401 - load_view: earlier import path
 
 
 @dataclass
 class SessionPlan:
     view: SessionView
     units: dict[str, dict[str, PlannedUnit]] = field(default_factory=dict)  # step → key → unit
-    state: str = "incomplete"
+    state: SessionState = SessionState.INCOMPLETE
     next_step: str | None = None
     error: str | None = None
     cached_summary: dict | None = None  # set when the plan was skipped (watermark matched)
@@ -39,38 +41,33 @@ class SessionPlan:
         """Units of the first step that has work, if they may run now."""
         if self.next_step is None:
             return []
-        return [u for u in self.units[self.next_step].values() if u.status == "pending"]
+        return [u for u in self.units[self.next_step].values() if u.status == UnitStatus.PENDING]
 
     def step_summary(self) -> dict[str, dict]:
         if self.cached_summary is not None:
             return self.cached_summary
         out = {}
-        for name in STEP_NAMES:
+        for name in STEP_ORDER:
             us = list(self.units.get(name, {}).values())
             counts: dict[str, int] = {}
             for u in us:
                 counts[u.status] = counts.get(u.status, 0) + 1
             if not us:
-                status = "waiting" if self.state not in ("done",) else "none"
-            elif counts.get("failed"):
-                status = "failed"
-            elif counts.get("running"):
-                status = "running"
-            elif all(u.status == "ok" for u in us):
-                status = "done"
+                status = StepSummary.WAITING if self.state != SessionState.DONE else StepSummary.NONE
+            elif counts.get(UnitStatus.FAILED):
+                status = StepSummary.FAILED
+            elif counts.get(UnitStatus.RUNNING):
+                status = StepSummary.RUNNING
+            elif all(u.status == UnitStatus.OK for u in us):
+                status = StepSummary.DONE
             else:
-                status = "pending"
-            out[name] = {"status": status, "units": len(us), "done": counts.get("ok", 0)}
+                status = StepSummary.PENDING
+            out[name] = {"status": status, "units": len(us), "done": counts.get(UnitStatus.OK, 0)}
         return out
 
 
 def _loads(s):
     return json.loads(s) if isinstance(s, str) else (s or {})
-
-
-def load_view(cat: Catalogue, cfg: Config, session: dict) -> SessionView:
-    sid = session["id"]
-    return SessionView(session, cat.scans(sid), cat.files(sid), cat.fields(sid), cat.los(sid), cfg)
 
 
 def plan_session(view: SessionView, *, latest: dict, latest_done: dict, forces: list[dict], now: float | None = None,
@@ -81,16 +78,16 @@ def plan_session(view: SessionView, *, latest: dict, latest_done: dict, forces: 
     plan = SessionPlan(view)
     s = view.session
     if s["ingest_state"] == "failed":
-        plan.state, plan.error = "failed", s["error"]
+        plan.state, plan.error = SessionState.FAILED, s["error"]
         return plan
     if s["ingest_state"] != "ready":
-        plan.state = "incomplete"
+        plan.state = SessionState.INCOMPLETE
         return plan
     force_at = {}  # step index → latest force time affecting it
     for f in forces:
-        if f["from_step"] in STEP_NAMES:
-            i0 = STEP_NAMES.index(f["from_step"])
-            for i in range(i0, len(STEP_NAMES)):
+        if f["from_step"] in STEP_ORDER:
+            i0 = STEP_ORDER.index(f["from_step"])
+            for i in range(i0, len(STEP_ORDER)):
                 force_at[i] = max(force_at.get(i, 0.0), f["created"])
     up: dict[str, dict[str, PlannedUnit]] = {}
     max_attempts = cfg.execution.max_attempts
@@ -103,7 +100,7 @@ def plan_session(view: SessionView, *, latest: dict, latest_done: dict, forces: 
                           versions=versions)
             last = latest.get((step.name, spec.key))
             done = latest_done.get((step.name, spec.key))
-            pu = PlannedUnit(step.name, spec, f, step.version, versions, "pending", "", last_run=last)
+            pu = PlannedUnit(step.name, spec, f, step.version, versions, UnitStatus.PENDING, "", last_run=last)
             _decide(pu, last, done, force_at.get(i), max_attempts, cfg.execution.retry_backoff_s, now, exists)
             planned[spec.key] = pu
         up[step.name] = planned
@@ -115,47 +112,47 @@ def plan_session(view: SessionView, *, latest: dict, latest_done: dict, forces: 
 
 def _decide(pu: PlannedUnit, last, done, force_time, max_attempts, backoff, now, exists) -> None:
     spec = pu.spec
-    if last is not None and last["status"] == "running":
-        pu.status, pu.reason = "running", f"running since {time.strftime('%H:%M:%S', time.localtime(last['started']))}"
+    if last is not None and last["status"] == RunStatus.RUNNING:
+        pu.status, pu.reason = UnitStatus.RUNNING, f"running since {time.strftime('%H:%M:%S', time.localtime(last['started']))}"
         return
     if force_time is not None and (last is None or last["started"] < force_time) and \
             (done is None or done["started"] < force_time):
-        pu.status, pu.reason = "pending", "forced by `atarchive reprocess`"
+        pu.status, pu.reason = UnitStatus.PENDING, "forced by `atarchive reprocess`"
         return
     # failures of the current fingerprint
-    if last is not None and last["status"] in ("failed", "interrupted") and last["fingerprint"] == pu.fingerprint \
+    if last is not None and last["status"] in (RunStatus.FAILED, RunStatus.INTERRUPTED) and last["fingerprint"] == pu.fingerprint \
             and (done is None or last["id"] > done["id"]):
         attempt = last["attempt"] + 1
-        if last["status"] == "failed" and (not last["temporary"] or last["attempt"] >= max_attempts):
+        if last["status"] == RunStatus.FAILED and (not last["temporary"] or last["attempt"] >= max_attempts):
             why = "" if not last["temporary"] else f" after {last['attempt']} attempts"
-            pu.status, pu.reason = "failed", f"failed{why}: {last['error']}"
+            pu.status, pu.reason = UnitStatus.FAILED, f"failed{why}: {last['error']}"
             pu.attempt = last["attempt"]
             return
         pu.attempt = attempt
-        if last["status"] == "interrupted":
+        if last["status"] == RunStatus.INTERRUPTED:
             pu.reason = "last run was interrupted; running again"
         else:
             pu.reason = f"retrying after temporary error (attempt {attempt}/{max_attempts}): {last['error']}"
             pu.not_before = (last["finished"] or now) + backoff * 2 ** (last["attempt"] - 1)
-        pu.status = "pending"
+        pu.status = UnitStatus.PENDING
         return
     if done is None:
-        pu.status, pu.reason = "pending", "never run"
+        pu.status, pu.reason = UnitStatus.PENDING, "never run"
         return
     if done["fingerprint"] != pu.fingerprint:
         old = {k: _loads(done[k]) if k != "version" else done[k] for k in ("version", "params", "inputs", "versions")}
         new = {"version": pu.version, "params": spec.params, "inputs": spec.inputs, "versions": pu.versions}
-        pu.status, pu.reason = "pending", fp.explain_difference(pu.step, old, new)
+        pu.status, pu.reason = UnitStatus.PENDING, fp.explain_difference(pu.step, old, new)
         return
     missing = [p for p in spec.outputs if not exists(p)]
     if missing:
         if spec.releasable:
-            pu.status, pu.reason = "ok", "up to date (product released after use)"
+            pu.status, pu.reason = UnitStatus.OK, "up to date (product released after use)"
             pu.released = True
             return
-        pu.status, pu.reason = "pending", f"product missing: {missing[0]}"
+        pu.status, pu.reason = UnitStatus.PENDING, f"product missing: {missing[0]}"
         return
-    pu.status = "ok"
+    pu.status = UnitStatus.OK
     pu.reason = f"up to date (fingerprint {pu.fingerprint[:12]}, run {time.strftime('%Y-%m-%d %H:%M', time.localtime(done['finished'] or done['started']))})"
 
 
@@ -164,39 +161,39 @@ def _rematerialise(plan: SessionPlan) -> None:
     the steps backwards, so a chain of released products is remade: averaged ← full-resolution)."""
     for name, units in reversed(list(plan.units.items())):
         for u in units.values():
-            if u.status not in ("pending",):
+            if u.status != UnitStatus.PENDING:
                 continue
             for inp in u.spec.inputs:
-                step, _, key = inp.partition(":")
+                step, key = parse_input_key(inp)
                 up = plan.units.get(step, {}).get(key)
-                if up is not None and up.status == "ok" and up.released:
-                    up.status = "pending"
+                if up is not None and up.status == UnitStatus.OK and up.released:
+                    up.status = UnitStatus.PENDING
                     up.reason = f"needed again by {name} (its product was removed after use)"
 
 
 def _summarise(plan: SessionPlan) -> None:
     first_failed = None
-    for name in STEP_NAMES:
+    for name in STEP_ORDER:
         units = plan.units.get(name, {})
         for u in units.values():
-            if u.status == "failed" and first_failed is None:
+            if u.status == UnitStatus.FAILED and first_failed is None:
                 first_failed = u
-        if any(u.status != "ok" for u in units.values()):
+        if any(u.status != UnitStatus.OK for u in units.values()):
             plan.next_step = name
             break
     if first_failed is not None:
-        plan.state = "failed"
+        plan.state = SessionState.FAILED
         plan.error = f"{first_failed.step} {first_failed.key}: {first_failed.reason}".replace(" : ", ": ")
         plan.next_step = None
         return
     if plan.next_step is None:
-        plan.state = "done"
+        plan.state = SessionState.DONE
         return
     units = plan.units[plan.next_step].values()
-    if any(u.status == "running" for u in units):
-        plan.state = "running"
+    if any(u.status == UnitStatus.RUNNING for u in units):
+        plan.state = SessionState.RUNNING
     else:
-        plan.state = "pending"
+        plan.state = SessionState.PENDING
 
 
 def config_digest(cfg: Config) -> str:
@@ -231,7 +228,7 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
     for s in sessions:
         wm = _watermark(cdig, s, max_run.get(s["id"], 0), max_force.get(s["id"], 0))
         if use_watermark and s.get("plan_watermark") == wm:
-            p = SessionPlan(SessionView(s, [], [], [], [], cfg), state="done",
+            p = SessionPlan(SessionView(s, [], [], [], [], cfg), state=SessionState.DONE,
                             cached_summary=json.loads(s["plan_summary"] or "{}"))
             plans[s["id"]] = p
         else:
@@ -256,7 +253,7 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
             p = plan_session(view, latest=latest.get(sid, {}), latest_done=done.get(sid, {}),
                              forces=forces.get(sid, []), now=now, exists=exists)
             plans[sid] = p
-            if p.state == "done" and s.get("plan_watermark") != wm:
+            if p.state == SessionState.DONE and s.get("plan_watermark") != wm:
                 remember.append((wm, json.dumps(p.step_summary()), sid))
         if remember and use_watermark:
             cat.save_plan_watermarks(remember)

@@ -8,59 +8,26 @@ on success; leftovers of interrupted runs are removed before a unit runs again.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
 import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable
-
-import psutil
 
 from . import naming
 from .catalogue import Catalogue
-from .casa.runner import SPARES
 from .config import Config
-from .errors import PermanentStepError, StepError, TemporaryStepError
-from .executors import make_executor
+from .contracts import STEP_ORDER, Outcome, RunStatus, StepName, UnitStatus
+from .errors import StepError, TemporaryStepError
+from .execution.batch import PidRecorder, execute_batch
+from .execution.children import SPARES
+from .execution.executors import make_executor
+from .execution.ownership import kill_orphan, owner_alive, owner_id
 from .plan import SessionPlan, plan_all
-from .steps import BY_NAME, STEP_NAMES
-from .steps.base import PlannedUnit, RunContext, StepResult
-
-HOST = socket.gethostname()
-
-
-def owner_id() -> str:
-    return f"{HOST}:{os.getpid()}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != HOST:
-        return True  # cannot tell for another host: assume alive
-    if int(pid) == os.getpid():
-        return True
-    return psutil.pid_exists(int(pid))
-
-
-def kill_orphan(owner: str | None, pid: int) -> None:
-    """Kill the process group of a dead reconciler's child (if it is still one of ours)."""
-    host = (owner or "").rpartition(":")[0]
-    if host != HOST or not psutil.pid_exists(pid):
-        return
-    try:
-        if "atarchive.casa.child" in " ".join(psutil.Process(pid).cmdline()):
-            os.killpg(pid, 9)
-    except (psutil.Error, ProcessLookupError, PermissionError):
-        pass
-
+from .steps import BY_NAME
+from .steps.base import PlannedUnit, RunContext, UnitSpec
+from .view import load_view, session_records
 
 @dataclass
 class RunSummary:
@@ -81,53 +48,6 @@ class RunSummary:
         self.recovered += [f for f in self.failed if (f["session"], f["step"], f["unit"]) == key]
         self.failed = [f for f in self.failed if (f["session"], f["step"], f["unit"]) != key]
         self.ran.append(rec)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink(missing_ok=True)
-
-
-def install(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary product into place, replacing an older one."""
-    if final.exists() or final.is_symlink():
-        old = naming.tmp_path(final, "old")
-        _remove(old)
-        final.rename(old)
-        tmp.rename(final)
-        _remove(old)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(final)
-
-
-def _install(step, ctx: RunContext) -> None:
-    """Rename each temporary output into place (replacing an older product)."""
-    for final in ctx.unit.spec.outputs:
-        tmp = ctx.tmp[final]
-        if not tmp.exists():
-            raise PermanentStepError(f"{step.name} reported success but wrote no {final.name}")
-        install(tmp, final)
-
-
-class PidRecorder:
-    """Called with the child's PID when a batch's CASA child starts (in a worker thread or on a dask
-    worker): record it, through a fresh short connection, so a crash can be cleaned up. Only on the
-    reconciler's host, where `kill_orphan` can act on it."""
-
-    def __init__(self, catalogue: str, run_ids: list[int]):
-        self.catalogue, self.run_ids, self.host = catalogue, run_ids, HOST
-
-    def __call__(self, pid: int) -> None:
-        if socket.gethostname() != self.host:
-            return
-        try:
-            with Catalogue(self.catalogue) as c:
-                c.set_worker_pid(self.run_ids, pid, time.time())
-        except Exception:  # noqa: BLE001 - bookkeeping only
-            pass
 
 
 class Reconciler:
@@ -161,7 +81,7 @@ class Reconciler:
         ``grace_seconds`` to finish before their children are killed and recorded as interrupted.
         ``until``: run no step after this one.
         """
-        last_step = STEP_NAMES.index(until) if until else len(STEP_NAMES) - 1
+        last_step = STEP_ORDER.index(until) if until else len(STEP_ORDER) - 1
         summary = RunSummary(interrupted_cleaned=self.recover())
         ids = None if sessions is None else {s["id"] for s in sessions}
         workers = self.cfg.execution.n_workers()
@@ -195,7 +115,7 @@ class Reconciler:
                         if free <= 0:
                             break
                         todo = [u for u in p.pending() if (sid, u.step, u.key) not in inflight_keys
-                                and STEP_NAMES.index(u.step) <= last_step]
+                                and STEP_ORDER.index(u.step) <= last_step]
                         now = time.time()
                         ready = [u for u in todo if u.not_before <= now
                                  and runs_here.get((sid, u.step, u.key), 0) < 2 * self.cfg.execution.max_attempts]
@@ -215,7 +135,7 @@ class Reconciler:
                             inflight[fut] = entries
                     if inflight and len(inflight) < workers and not pool.remote and any(
                             p.next_step and any(BY_NAME[s].casa_tools
-                                                for s in STEP_NAMES[STEP_NAMES.index(p.next_step):last_step + 1])
+                                                for s in STEP_ORDER[STEP_ORDER.index(p.next_step):last_step + 1])
                             for p in plans):
                         SPARES.refill()  # CASA work ahead and a core free: load CASA for the next CASA units
                 if not inflight:
@@ -248,8 +168,10 @@ class Reconciler:
                 try:
                     outcomes = fut.result(timeout=0) if fut.done() else None
                 except BaseException as err:  # noqa: BLE001 - e.g. cancelled on a dask worker
-                    outcomes = [TemporaryStepError(f"interrupted: {type(err).__name__} {err}".strip())] * len(entries)
-                record(entries, outcomes or [TemporaryStepError("interrupted: executor stopped")] * len(entries))
+                    outcomes = [Outcome(error=TemporaryStepError(f"interrupted: {type(err).__name__} {err}".strip()))
+                                ] * len(entries)
+                record(entries, outcomes or [Outcome(error=TemporaryStepError("interrupted: executor stopped"))]
+                       * len(entries))
             inflight.clear()
         return summary
 
@@ -279,6 +201,7 @@ class Reconciler:
         step = BY_NAME[batch[0].step]
         sdir = view.sdir
         products = self.cat.products_by_step(view.session["id"])
+        records = session_records(self.cat, view) if step.needs_records else None
         cancel = threading.Event()
         entries = []
         for u in batch:
@@ -292,6 +215,7 @@ class Reconciler:
             ctx = RunContext(
                 view=view, unit=u, tmp={o: naming.tmp_path(o, token) for o in u.spec.outputs}, log_path=log_path,
                 workdir=naming.casa_workdir(sdir, u.step, u.key) / token, cancel=cancel, products=products,
+                records=records,
             )
             entries.append((view.session["id"], u, ctx, run_id))
             self.log(f"{view.key}: {u.step} {u.key or ''} → {u.reason}".replace("  ", " "))
@@ -301,93 +225,56 @@ class Reconciler:
         ctxs = [e[2] for e in entries]
         if pool.remote:  # what crosses to a dask worker must pickle: no thread event (a fresh one there)
             ctxs = [replace(c, cancel=None) for c in ctxs]
-        fut = pool.submit(self._execute_batch, step, ctxs, self.cfg)
+        fut = pool.submit(execute_batch, step, ctxs, self.cfg)
         return fut, entries
 
-    @staticmethod
-    def _execute_batch(step, ctxs: list[RunContext], cfg: Config) -> list:
-        """Prepare every unit, run their child calls in one child process, collect and rename outputs.
-        Returns per unit a StepResult or the exception it failed with."""
-        from .casa.runner import run_batch_in_child
-
-        outcomes: list = [None] * len(ctxs)
-        calls, idx = [], []
-        if any(c.cancel is None for c in ctxs):  # on a dask worker
-            ev = threading.Event()
-            ctxs = [replace(c, cancel=ev) for c in ctxs]
-        for i, ctx in enumerate(ctxs):
-            try:
-                ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
-                for final in ctx.unit.spec.outputs:
-                    for left in naming.tmp_leftovers(final):
-                        _remove(left)
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                ctx.workdir.mkdir(parents=True, exist_ok=True)
-                func, kwargs = step.prepare(ctx)
-                calls.append({"func": func, "kwargs": kwargs, "log_path": ctx.log_path})
-                idx.append(i)
-            except OSError as err:
-                outcomes[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
-            except Exception as err:  # noqa: BLE001 - recorded per unit
-                outcomes[i] = err
-        if calls:
-            first = ctxs[idx[0]]
-            try:
-                results = run_batch_in_child(calls, workdir=first.workdir,
-                                             timeout=cfg.execution.step_timeout_s or None,
-                                             on_start=first.on_start, cancel=first.cancel,
-                                             casa_tools=step.casa_tools)
-            except Exception as err:  # noqa: BLE001
-                results = [err] * len(calls)
-            for i, res in zip(idx, results):
-                ctx = ctxs[i]
-                if isinstance(res, Exception):
-                    outcomes[i] = res
-                    continue
-                try:
-                    result = step.collect(ctx, res)
-                    _install(step, ctx)
-                    step.after_success(ctx, result)
-                    outcomes[i] = result
-                except OSError as err:
-                    outcomes[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
-                except Exception as err:  # noqa: BLE001
-                    outcomes[i] = err
-        for ctx in ctxs:
-            for final in ctx.unit.spec.outputs:
-                _remove(ctx.tmp[final])
-            shutil.rmtree(ctx.workdir, ignore_errors=True)
-        return outcomes
-
-    def _finish(self, outcome, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
+    def _finish(self, outcome: Outcome | None, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
+        """Record one unit's outcome: the run row (with the unit's own time span), its products and
+        step rows, and the session's error."""
         rec = {"session": ctx.view.key, "step": u.step, "unit": u.key, "run_id": run_id}
-        try:
-            if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome is None:
-                raise TemporaryStepError("no outcome (worker stopped)")
-            result: StepResult = outcome
-        except BaseException as err:  # noqa: BLE001 - every failure is recorded
+        if outcome is None:
+            outcome = Outcome(error=TemporaryStepError("no outcome (worker stopped)"))
+        span = {k: v for k, v in (("started", outcome.started), ("finished", outcome.finished)) if v is not None}
+        if not outcome.ok:
+            err = outcome.error
             temporary = isinstance(err, TemporaryStepError) or not isinstance(err, StepError)
-            if ctx.cancel.is_set():
-                status, msg = "interrupted", "stopped by shutdown"
+            if ctx.cancel is not None and ctx.cancel.is_set():
+                status, msg = RunStatus.INTERRUPTED, "stopped by shutdown"
             else:
-                status = "failed"
+                status = RunStatus.FAILED
                 msg = str(err) or type(err).__name__
                 if not isinstance(err, StepError):
                     msg = f"internal error {type(err).__name__}: {msg}"
-            self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg[-4000:])
+            self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg[-4000:], **span)
             rec.update(status=status, error=msg, temporary=temporary)
             self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg.splitlines()[0] if msg else ''}")
-            if status == "failed" and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
+            if status == RunStatus.FAILED and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
                 self.cat.set_session_error(sid, f"{u.step} {u.key}: {msg}".strip()[-2000:])
             return rec
-        fps = []
-        for p in result.products:
-            fps.append({"kind": p["kind"], "path": str(p["path"]), "fingerprint": u.fingerprint, "meta": p.get("meta")})
-        self.cat.replace_products(sid, u.step, u.key, run_id, fps)
-        BY_NAME[u.step].record(self.cat, sid, run_id, result)
-        self.cat.finish_run(run_id, status="done", result=result.result)
+        self.cat.replace_products(sid, u.step, u.key, run_id, [p.row(u.fingerprint) for p in outcome.products])
+        BY_NAME[u.step].record(self.cat, sid, run_id, outcome)
+        self.cat.finish_run(run_id, status=RunStatus.DONE, result=outcome.result, **span)
         self.cat.set_session_error(sid, None)
-        rec.update(status="done")
+        rec.update(status=RunStatus.DONE)
         return rec
+
+
+def rebuild_report(cfg: Config, cat: Catalogue, session: dict) -> dict:
+    """`atarchive report`: the report step's unit for ``session`` run now, through the same path as
+    `run` (child call, install), whatever state the session is in. Not recorded as a step run."""
+    view = load_view(cat, cfg, session)
+    step = BY_NAME[StepName.REPORT]
+    final = step.output(view)
+    unit = PlannedUnit(step.name, UnitSpec(key="", params={}, inputs={}, outputs=[final]), "", step.version, {},
+                       UnitStatus.PENDING, "requested by `atarchive report`")
+    token = uuid.uuid4().hex[:8]
+    ctx = RunContext(view=view, unit=unit, tmp={final: naming.tmp_path(final, token)},
+                     log_path=naming.log_path(view.sdir, step.name),
+                     workdir=naming.casa_workdir(view.sdir, step.name) / token, cancel=threading.Event(),
+                     products=cat.products_by_step(session["id"]), records=session_records(cat, view))
+    (outcome,) = execute_batch(step, [ctx], cfg)
+    if not outcome.ok:
+        if isinstance(outcome.error, StepError):
+            raise outcome.error
+        raise StepError(f"report: {type(outcome.error).__name__}: {outcome.error}")
+    return outcome.result

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import calibrators
 
 C = 299792458.0
-ATA_LAT, ATA_LON, ATA_ALT = 40.81743055555555, -121.47073611100521, 1019.222
+from .telescope import ATA_HEIGHT_M as ATA_ALT, ATA_LAT_DEG as ATA_LAT, ATA_LON_DEG as ATA_LON  # noqa: E402
 POLS = [-5, -7, -8, -6]  # xx xy yx yy, as the ATA writes them
 
 

@@ -24,7 +24,7 @@ from common import REPO, line, one_scan_lo, save  # noqa: E402
 
 def one(files: list[str], out: str, direct: bool, reps: int) -> None:
     from atarchive.casa.child import offline_astropy
-    from atarchive.casa.convert import uvh5_to_ms
+    from atarchive.casa.copy import uvh5_to_ms
 
     offline_astropy()
     times = []

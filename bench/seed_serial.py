@@ -29,8 +29,10 @@ from common import line, save  # noqa: E402
 
 from atarchive import config, naming  # noqa: E402
 from atarchive.catalogue import Catalogue  # noqa: E402
-from atarchive.plan import load_view, plan_session  # noqa: E402
-from atarchive.reconciler import Reconciler  # noqa: E402
+from atarchive.contracts import ChildCall  # noqa: E402
+from atarchive.execution.batch import execute_batch  # noqa: E402
+from atarchive.plan import plan_session  # noqa: E402
+from atarchive.view import load_view  # noqa: E402
 from atarchive.steps import STEPS  # noqa: E402
 from atarchive.steps.base import RunContext  # noqa: E402
 
@@ -47,8 +49,8 @@ def _seed_step(step):
 
     class Serial(type(step)):
         def prepare(self, ctx):
-            func, kwargs = super().prepare(ctx)
-            return func, {**kwargs, **serial}
+            call = super().prepare(ctx)
+            return ChildCall(call.func, {**call.kwargs, **serial})
 
     return Serial()
 
@@ -85,12 +87,12 @@ def seed_like(tmp: Path) -> dict:
                                    workdir=naming.casa_workdir(view.sdir, u.step) / token, cancel=cancel,
                                    products=products))
         t0 = time.perf_counter()
-        outcomes = Reconciler._execute_batch(_seed_step(step), ctxs, cfg)  # one child process, units in turn
+        outcomes = execute_batch(_seed_step(step), ctxs, cfg)  # one child process, units in turn
         times[step.name] = round(time.perf_counter() - t0, 1)
-        bad = [o for o in outcomes if isinstance(o, BaseException)]
+        bad = [o.error for o in outcomes if not o.ok]
         if bad:
             raise SystemExit(f"seed-like {step.name} failed: {bad[0]}")
-        products[step.name] = [{**p, "path": str(p["path"]), "meta": p.get("meta") or {}}
+        products[step.name] = [{"kind": p.kind, "path": str(p.path), "meta": p.meta}
                                for o in outcomes for p in o.products]
     cat.close()
     return times

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from atarchive.casa.calibrate import shares
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from atarchive.simulate import preset, simulate
 
 REPO = str(Path(__file__).resolve().parent.parent)
@@ -44,7 +44,7 @@ def test_every_split_is_flagged_by_this_process_or_a_helper(tmp_path):
     stem = sorted({Path(f).parent.parent.name for f in files})[1]
     env = {**os.environ, "PYTHONPATH": REPO}
     kw = {"workdir": tmp_path / "w", "log_path": tmp_path / "flag.log", "env": env}
-    run_in_child("atarchive.casa.convert:uvh5_to_ms",
+    run_in_child("atarchive.casa.copy:uvh5_to_ms",
                  {"files": [f for f in files if f"/{stem}/" in f], "out_ms": str(tmp_path / "scan.ms")}, **kw)
     paths = []
     for i in range(3):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from atarchive.simulate import preset, simulate
 
 pytestmark = pytest.mark.casa
@@ -23,9 +23,9 @@ def test_chunked_conversion_equals_whole_scan(tmp_path, direct):
     assert len(scan_files) >= 2  # several subbands merged in frequency
     env = {**os.environ, "PYTHONPATH": REPO}
     kw = {"workdir": tmp_path / "w", "log_path": tmp_path / "convert.log", "env": env}
-    whole = run_in_child("atarchive.casa.convert:uvh5_to_ms", {"files": scan_files, "out_ms": str(tmp_path / "a.ms"), "direct": direct},
+    whole = run_in_child("atarchive.casa.copy:uvh5_to_ms", {"files": scan_files, "out_ms": str(tmp_path / "a.ms"), "direct": direct},
                          **kw)
-    chunked = run_in_child("atarchive.casa.convert:uvh5_to_ms",
+    chunked = run_in_child("atarchive.casa.copy:uvh5_to_ms",
                            {"files": scan_files, "out_ms": str(tmp_path / "b.ms"), "times_per_chunk": 2,
                             "direct": direct}, **kw)
     assert whole["writer"] == chunked["writer"] == ("direct" if direct else "pyuvdata")

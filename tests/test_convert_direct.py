@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from atarchive.casa import h5chunks
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from atarchive.simulate import preset, simulate
 from conftest import REAL_FILES
 
@@ -20,7 +20,7 @@ REPO = str(Path(__file__).resolve().parent.parent)
 
 def _convert(tmp_path: Path, files: list[str], name: str, **kw) -> dict:
     env = {**os.environ, "PYTHONPATH": REPO}
-    return run_in_child("atarchive.casa.convert:uvh5_to_ms", {"files": files, "out_ms": str(tmp_path / name), **kw},
+    return run_in_child("atarchive.casa.copy:uvh5_to_ms", {"files": files, "out_ms": str(tmp_path / name), **kw},
                         workdir=tmp_path / "w", log_path=tmp_path / f"{name}.log", env=env)
 
 

@@ -91,7 +91,7 @@ def test_both_sessions_reach_done(chain):
 
 
 def test_fixed_ms_scans_fluxcal_los_and_averaging(chain):
-    from atarchive.casa.runner import run_in_child
+    from atarchive.execution.children import run_in_child
 
     fixed = next((chain["root"] / "work" / "ptiny").glob("*/ms/fixed.ms"))
     repo = str(Path(__file__).resolve().parent.parent)
@@ -376,7 +376,7 @@ def test_report_timeline_counts_the_flags_made_after_calibration(chain):
     fraction per scan must include them, so it is at least the fixed MS's, and more somewhere."""
     import numpy as np
 
-    from atarchive.casa.runner import run_in_child
+    from atarchive.execution.children import run_in_child
 
     from atarchive import naming
 
@@ -385,7 +385,7 @@ def test_report_timeline_counts_the_flags_made_after_calibration(chain):
           "env": {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}}
     before = run_in_child("tests.casa_probe:flagged_by_scan", {"ms": str(fixed)}, **kw)["by_scan"]
     npz = chain["root"] / "probe" / "qa.npz"  # what the report step extracts (then plots and deletes)
-    run_in_child("atarchive.casa.qadata:run", {"vis": str(fixed), "caldir": str(naming.cal_dir(fixed.parent.parent)),
+    run_in_child("atarchive.casa.report:run", {"vis": str(fixed), "caldir": str(naming.cal_dir(fixed.parent.parent)),
                                                "lo_ranges": {}, "out_npz": str(npz)}, **kw)
     timeline = {str(int(r[0])): float(r[2]) for r in np.load(npz)["scan_flags"]}
     assert set(timeline) == set(before)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from atarchive.casa.runner import SPARES, run_batch_in_child
+from atarchive.execution.children import SPARES, run_batch_in_child
 
 REPO = str(Path(__file__).resolve().parent.parent)
 

@@ -213,7 +213,7 @@ class FlagHelpers:
     def __init__(self, n: int, rflag: bool):
         from concurrent.futures import ThreadPoolExecutor
 
-        from .runner import run_in_child
+        from ..execution.children import run_in_child
 
         self.logs = [naming.flag_log(os.getcwd(), i) for i in range(1, n + 1)]
         self._tasks = [os.path.join(os.path.dirname(log), "paths.json") for log in self.logs]

@@ -39,7 +39,9 @@ def offline_astropy() -> None:
         from astropy.coordinates.sites import SiteRegistry
 
         reg = SiteRegistry()
-        ata = EarthLocation.from_geodetic(-121.4707361 * u.deg, 40.8174306 * u.deg, 1019.222 * u.m)
+        from atarchive.telescope import ATA_HEIGHT_M, ATA_LAT_DEG, ATA_LON_DEG
+
+        ata = EarthLocation.from_geodetic(ATA_LON_DEG * u.deg, ATA_LAT_DEG * u.deg, ATA_HEIGHT_M * u.m)
         ata.info.name = "Allen Telescope Array"
         reg.add_site(["ATA", "Allen Telescope Array", "HCRO", "hat creek"], ata)
         EarthLocation._site_registry = reg

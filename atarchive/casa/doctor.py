@@ -23,7 +23,7 @@ def probe() -> dict:
 
 
 def doctor() -> dict:
-    from .runner import run_in_child
+    from ..execution.children import run_in_child
     from .site import write_site_config
 
     rep = {name: package_version(name) for name in

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 
-import h5py
 import numpy as np
 
 from ..errors import PermanentStepError
@@ -37,6 +36,8 @@ def suitable(meta, files: list[str]) -> bool:
     if not (len(cat) == 1 and next(iter(cat.values()))["cat_type"] == "sidereal" and meta.Nspws == 1
             and bool(np.all(np.diff(meta.time_array) >= 0))):
         return False
+    import h5py
+
     try:  # e.g. correlator integers stored as a compound type: pyuvdata knows how to read those
         for f in files:
             with h5py.File(f, "r") as h:
@@ -62,6 +63,8 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
     from astropy.time import Time
     from pyuvdata import utils
     from pyuvdata.utils.io import ms as ms_utils
+
+    import h5py
 
     from .h5chunks import read_rows
 

@@ -1,5 +1,6 @@
-"""Build one session's QA report: gather catalogue rows, extract arrays from the MS and calibration
-tables in a CASA child, draw the figures and write ``index.html`` (see :mod:`.page`).
+"""Draw one session's QA report from its catalogue rows (:func:`atarchive.view.session_records`) and
+the arrays the report step's child extracted from the MS and calibration tables, and write
+``index.html`` (see :mod:`.page`).
 
 Everything is written into ``outdir``; links to logs and products are made relative to
 ``final_dir`` (where the report lives once installed), so the page works from a file:// URL.
@@ -17,67 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .. import calibrators, naming
-from ..catalogue import Catalogue
-from ..config import Config
-from ..steps import STEP_NAMES
 from . import page, plots, qa, sky
-
-ChildCall = Callable[[str, dict], dict]  # ("module:function", kwargs) -> result
-
-
-def gather(cat: Catalogue, cfg: Config, key: str) -> dict:
-    """Catalogue rows the report shows, plus the session's roles as planning sees them."""
-    from ..plan import load_view
-
-    s = cat.session(key)
-    sid = s["id"]
-    view = load_view(cat, cfg, s)
-    order = {n: i for i, n in enumerate(STEP_NAMES)}
-    runs = sorted(cat.latest_runs(sid), key=lambda r: (order.get(r["step"], 99), r["unit"]))
-    try:
-        roles = view.roles.as_dict()
-    except Exception as e:  # roles need complete scans; a report of a broken session still renders
-        roles = {"error": str(e)}
-    return {
-        "session": s,
-        "sdir": str(view.sdir),
-        "scans": sorted(cat.scans(sid), key=lambda r: (r["start_mjd"] or 0, r["stem"])),
-        "fields": cat.fields(sid),
-        "los": cat.los(sid),
-        "runs": runs,
-        "products": cat.products(sid),
-        "fluxes": cat.flux_measurements(sid),
-        "roles": roles,
-    }
-
-
-def extract_call(sdir: Path, los: list[dict], out_npz: Path) -> tuple[str, dict]:
-    """The CASA child call that writes the MS and calibration-table arrays of the session in ``sdir``
-    (with LO rows ``los``) to ``out_npz``."""
-    vis, caldir = naming.fixed_ms(Path(sdir)), naming.cal_dir(Path(sdir))
-    lo_ranges = {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in los}
-    return "atarchive.casa.qadata:run", {"vis": str(vis) if vis.is_dir() else "",
-                                         "caldir": str(caldir) if caldir.is_dir() else None,
-                                         "lo_ranges": lo_ranges, "out_npz": str(out_npz)}
-
-
-def load(cfg: Config, key: str) -> dict:
-    with Catalogue(cfg.catalogue) as cat:
-        return gather(cat, cfg, key)
-
-
-def build(cfg: Config, key: str, *, outdir: Path, final_dir: Path, call: ChildCall) -> dict:
-    """Extract (in a CASA child, through ``call``) and render the report of ``key`` into ``outdir``."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    data = load(cfg, key)
-    func, kwargs = extract_call(data["sdir"], data["los"], outdir / "qa.npz")
-    notes = []
-    try:
-        call(func, kwargs)
-    except Exception as e:  # noqa: BLE001 - the page still shows what the catalogue knows
-        notes.append(f"could not read the MS or calibration tables: {e}")
-    return render_report(data, outdir=outdir, final_dir=final_dir, notes=notes)
 
 
 def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str] | None = None) -> dict:
@@ -149,11 +90,11 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
         if not os.path.exists(fits):
             continue
         fname = f"img_{naming.safe(pr['unit'])}.png"
-        cap = (f"{meta.get('_field', pr['unit'])} Lo{meta.get('_lo', '')}: {_num(meta.get('flux_jy'))} Jy, "
+        cap = (f"{meta.get('field', meta.get('_field', pr['unit']))} Lo{meta.get('lo', meta.get('_lo', ''))}: {_num(meta.get('flux_jy'))} Jy, "
                f"rms {_num(meta.get('rms_jy'), 1e3)} mJy/beam, beam {_num(meta.get('beam_major_arcsec'), 1, 1)}″ × "
                f"{_num(meta.get('beam_minor_arcsec'), 1, 1)}″")
         n0 = len(figures)
-        add("Images", fname, cap, partial(_draw_thumb, fits, f"{meta.get('_field', pr['unit'])} Lo{meta.get('_lo', '')}"))
+        add("Images", fname, cap, partial(_draw_thumb, fits, f"{meta.get('field', meta.get('_field', pr['unit']))} Lo{meta.get('lo', meta.get('_lo', ''))}"))
         if len(figures) > n0:
             figures[-1]["link"] = os.path.relpath(fits, final_dir)
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,

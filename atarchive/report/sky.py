@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 # Hat Creek Radio Observatory (ATA array centre), WGS84.
-ATA_LAT_DEG = 40.817431
-ATA_LON_DEG = -121.470736
-ATA_HEIGHT_M = 1019.0
+from ..telescope import ATA_HEIGHT_M, ATA_LAT_DEG, ATA_LON_DEG  # noqa: F401
 
 
 def local_sidereal_deg(mjd: np.ndarray) -> np.ndarray:

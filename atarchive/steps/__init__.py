@@ -8,6 +8,9 @@ from .fix import Fix
 from .image import Image
 from .report import Report
 
+from ..contracts import STEP_ORDER
+
 STEPS = [Copy(), Compress(), Concat(), Fix(), Calibrate(), Image(), Report()]
-STEP_NAMES = [s.name for s in STEPS]
+assert tuple(s.name for s in STEPS) == STEP_ORDER, "steps out of order"
+STEP_NAMES = list(STEP_ORDER)
 BY_NAME = {s.name: s for s in STEPS}

@@ -8,8 +8,10 @@ centres are further apart than ``separate_lo_threshold_hz`` are calibrated separ
 from __future__ import annotations
 
 from .. import naming
+from ..casa import calstep as casa_calibrate
+from ..contracts import StepName, input_key
 from ..errors import PermanentStepError
-from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult, UnitSpec
 
 
 def lo_groups(los: list[dict], threshold_hz: float) -> list[list[str]]:
@@ -34,7 +36,7 @@ def role_params(view: SessionView) -> dict:
 
 
 class Calibrate(Step):
-    name = "calibrate"
+    name = StepName.CALIBRATE
     casa_tools = True
     version = 3  # 2: restores the fixed MS's flags before calibrating again; 3: flags the splits, not the MS
 
@@ -52,17 +54,17 @@ class Calibrate(Step):
             UnitSpec(
                 key="",
                 params=params,
-                inputs={"fix": u.fingerprint},
+                inputs={input_key(StepName.FIX): u.fingerprint},
                 outputs=[naming.cal_dir(view.sdir)],
                 payload={
                     "vis": str(u.spec.outputs[0]),
                     "lo_ranges": {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los},
                 },
             )
-            for u in up["fix"].values()
+            for u in up[StepName.FIX].values()
         ]
 
-    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
+    def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
         p = spec.params
         if not p["roles"]["flux_cals"]:
@@ -71,7 +73,8 @@ class Calibrate(Step):
                 f'[sessions."{ctx.view.key}"] flux_cals = ["..."]'
             )
         final = spec.outputs[0]
-        return "atarchive.casa.calstep:run", {
+        c = self.settings(ctx.view.cfg)
+        return ChildCall(casa_calibrate.run, {
             "vis": spec.payload["vis"],
             "outdir": str(ctx.out(final)),
             "final_dir": str(final),
@@ -80,15 +83,15 @@ class Calibrate(Step):
             "lo_ranges": spec.payload["lo_ranges"],
             "refant": p["refant"],
             "exclude_antennas": p["exclude_antennas"],
-            "params": {k: p[k] for k in ("solint_short", "minsnr", "rflag")},
-            "flag_tag": spec.inputs["fix"][:12],
+            "params": c.model_dump(include={"solint_short", "minsnr", "rflag"}),
+            "flag_tag": spec.inputs[input_key(StepName.FIX)][:12],
             # fields are flagged in parallel after calibration; not a parameter of the product
             "flag_workers": ctx.view.cfg.execution.n_workers(),
-        }
+        })
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
         final = ctx.unit.spec.outputs[0]
-        products = [{"kind": "caltables", "path": final, "meta": {"refant": res.get("refant")}}]
+        products = [Product("caltables", final, {"refant": res.get("refant")})]
         for sp in res.get("splits", []):
-            products.append({"kind": "ms_1gc", "path": sp["path"], "meta": sp})
+            products.append(Product("ms_1gc", sp["path"], sp))
         return StepResult(products, res)

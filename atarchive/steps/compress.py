@@ -6,29 +6,26 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from ..casa import compress as casa_compress
+from ..contracts import StepName, input_key
+from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult, UnitSpec
 
 
 class Compress(Step):
-    name = "compress"
+    name = StepName.COMPRESS
     casa_tools = True
     version = 1
-
-    def params(self, cfg) -> dict:
-        p = cfg.steps.compress.model_dump()
-        p.pop("keep_fullres")  # retention, not a product property
-        p.pop("keep_averaged")
-        return p
+    retention = ("keep_fullres", "keep_averaged")
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         out = []
-        for key, cu in up["copy"].items():
+        for key, cu in up[StepName.COPY].items():
             stem, lo = cu.spec.payload["stem"], cu.spec.payload["lo"]
             out.append(
                 UnitSpec(
                     key=key,
                     params=self.params(view.cfg),
-                    inputs={f"copy:{key}": cu.fingerprint},
+                    inputs={input_key(StepName.COPY, key): cu.fingerprint},
                     outputs=[naming.averaged_ms(view.sdir, stem, lo)],
                     payload={"in_ms": str(cu.spec.outputs[0]), **cu.spec.payload},
                     releasable=not view.cfg.steps.compress.keep_averaged,
@@ -38,19 +35,19 @@ class Compress(Step):
 
     batchable = True
 
-    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
+    def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
-        p = spec.params
-        return "atarchive.casa.flagavg:compress", {
+        c = self.settings(ctx.view.cfg)
+        return ChildCall(casa_compress.compress, {
             "in_ms": spec.payload["in_ms"],
             "out_ms": str(ctx.out(spec.outputs[0])),
-            "timebin_s": p["timebin_s"],
-            "chanbin": p["chanbin"],
-            "flagger": p["flagger"],
-        }
+            "timebin_s": c.timebin_s,
+            "chanbin": c.chanbin,
+            "flagger": c.flagger,
+        })
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
-        return StepResult([{"kind": "ms_averaged", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
+        return StepResult([Product("ms_averaged", ctx.unit.spec.outputs[0], res)], res)
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         if not ctx.view.cfg.steps.compress.keep_fullres:

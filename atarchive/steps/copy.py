@@ -1,7 +1,7 @@
 """copy: per scan and LO, merge that LO's subband files and convert uvh5 → MS (pyuvdata, child process).
 
 Source files are only read. Antennas with data are renumbered 0..N-1 and the data phased (in
-``atarchive.casa.convert``). Memory holds one scan-LO at a time (or one time chunk of it).
+``atarchive.casa.copy``). Memory holds one scan-LO at a time (or one time chunk of it).
 
 Scans that concat leaves out (earlier flux-calibrator scans, ``SessionView.dropped``) are not
 converted, so not compressed either, unless ``steps.copy.convert_dropped``.
@@ -10,19 +10,17 @@ converted, so not compressed either, unless ``steps.copy.convert_dropped``.
 from __future__ import annotations
 
 from .. import naming
+from ..casa import copy as casa_copy
+from ..contracts import StepName, input_key
 from ..fingerprint import files_digest
-from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult, UnitSpec
 
 
 class Copy(Step):
-    name = "copy"
+    name = StepName.COPY
     version = 1
     software = "convert"
-
-    def params(self, cfg) -> dict:
-        p = cfg.steps.copy_.model_dump()
-        p.pop("convert_dropped")  # which scans, not a product property
-        return p
+    retention = ("convert_dropped",)  # which scans, not a product property
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         keep = view.cfg.steps.compress.keep_fullres
@@ -40,7 +38,7 @@ class Copy(Step):
                     UnitSpec(
                         key=key,
                         params=self.params(view.cfg),
-                        inputs={f"files:{key}": files_digest(files)},
+                        inputs={input_key("files", key): files_digest(files)},
                         outputs=[naming.fullres_ms(view.sdir, scan["stem"], lo)],
                         payload={
                             "files": [f["path"] for f in files],
@@ -56,14 +54,13 @@ class Copy(Step):
 
     batchable = True
 
-    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
+    def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
-        chunk = ctx.view.cfg.steps.copy_.times_per_chunk or None
-        return "atarchive.casa.convert:uvh5_to_ms", {
+        return ChildCall(casa_copy.uvh5_to_ms, {
             "files": spec.payload["files"],
             "out_ms": str(ctx.out(spec.outputs[0])),
-            "times_per_chunk": chunk,
-        }
+            "times_per_chunk": self.settings(ctx.view.cfg).times_per_chunk or None,
+        })
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
-        return StepResult([{"kind": "ms_fullres", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
+        return StepResult([Product("ms_fullres", ctx.unit.spec.outputs[0], res)], res)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import shutil
 
 from .. import naming
-from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from ..casa import fix as casa_fix
+from ..contracts import StepName, input_key
+from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult, UnitSpec
 
 
 class Fix(Step):
-    name = "fix"
+    name = StepName.FIX
     version = 1
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
@@ -20,17 +22,18 @@ class Fix(Step):
             UnitSpec(
                 key="",
                 params=self.params(view.cfg),
-                inputs={"concat": u.fingerprint},
+                inputs={input_key(StepName.CONCAT): u.fingerprint},
                 outputs=[naming.fixed_ms(view.sdir)],
                 payload={"in_ms": str(u.spec.outputs[0])},
             )
-            for u in up["concat"].values()
+            for u in up[StepName.CONCAT].values()
         ]
 
-    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
+    def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
-        return "atarchive.casa.scans:fix_scan_numbers", {
-            "ms": str(ctx.out(spec.outputs[0])), "src": spec.payload["in_ms"], "max_gap_s": spec.params["max_gap_s"]}
+        return ChildCall(casa_fix.fix_scan_numbers, {
+            "ms": str(ctx.out(spec.outputs[0])), "src": spec.payload["in_ms"],
+            "max_gap_s": self.settings(ctx.view.cfg).max_gap_s})
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         # Flag backups that calibrate kept of an older fixed MS do not belong to this one.
@@ -39,4 +42,4 @@ class Fix(Step):
             shutil.rmtree(stale, ignore_errors=True)
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
-        return StepResult([{"kind": "ms_fixed", "path": ctx.unit.spec.outputs[0], "meta": res}], res)
+        return StepResult([Product("ms_fixed", ctx.unit.spec.outputs[0], res)], res)

@@ -1,41 +1,58 @@
 """report: the session's QA page (figures, step table, fluxes), made once every image is up to date
-and made again whenever one of them, or the calibration, changes."""
+and made again whenever one of them, or the calibration, changes.
+
+The child reads the MS and calibration tables and draws the page; the session's catalogue rows
+reach it through the run context (``records``), so nothing here opens the catalogue.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import naming
+from ..casa import report as casa_report
 from ..config import Config
-from .base import RunContext, SessionView, Step, StepResult, UnitSpec
+from ..contracts import StepName, input_key
+from ..view import SessionView
+from .base import ChildCall, Product, RunContext, Step, StepResult, UnitSpec
+
+
+def report_call(view: SessionView, records: dict, *, outdir: Path, final_dir: Path) -> ChildCall:
+    """The child call that writes the QA page of ``view``'s session into ``outdir``."""
+    vis, caldir = naming.fixed_ms(view.sdir), naming.cal_dir(view.sdir)
+    lo_ranges = {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los}
+    return ChildCall(casa_report.make_report, {
+        "records": records, "vis": str(vis) if vis.is_dir() else "",
+        "caldir": str(caldir) if caldir.is_dir() else None, "lo_ranges": lo_ranges,
+        "outdir": str(outdir), "final_dir": str(final_dir)})
 
 
 class Report(Step):
-    name = "report"
+    name = StepName.REPORT
     casa_tools = True
+    needs_records = True
     version = 1
     software = "report"
 
-    def params(self, cfg: Config) -> dict:
-        return {}
+    def settings(self, cfg: Config) -> None:
+        return None
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
-        images = up.get("image", {})
+        images = up.get(StepName.IMAGE, {})
         if not images:
             return []
-        inputs = {f"calibrate:{k}" if k else "calibrate": u.fingerprint for k, u in up["calibrate"].items()}
-        inputs.update({f"image:{k}": u.fingerprint for k, u in images.items()})
-        final = naming.report_dir(view.cfg.work_root, view.session["project"], view.session["name"])
-        return [UnitSpec(key="", params={}, inputs=inputs, outputs=[final])]
+        inputs = {input_key(StepName.CALIBRATE, k): u.fingerprint for k, u in up[StepName.CALIBRATE].items()}
+        inputs.update({input_key(StepName.IMAGE, k): u.fingerprint for k, u in images.items()})
+        return [UnitSpec(key="", params={}, inputs=inputs, outputs=[self.output(view)])]
 
-    def prepare(self, ctx: RunContext) -> tuple[str, dict]:
-        from ..report.build import extract_call
+    @staticmethod
+    def output(view: SessionView) -> Path:
+        return naming.report_dir(view.cfg.work_root, view.session["project"], view.session["name"])
 
+    def prepare(self, ctx: RunContext) -> ChildCall:
         out = ctx.out(ctx.unit.spec.outputs[0])
         out.mkdir(parents=True, exist_ok=True)
-        return extract_call(ctx.view.sdir, ctx.view.los, out / "qa.npz")
+        return report_call(ctx.view, ctx.records or {}, outdir=out, final_dir=ctx.unit.spec.outputs[0])
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
-        from ..report.build import load, render_report
-
-        final = ctx.unit.spec.outputs[0]
-        summary = render_report(load(ctx.view.cfg, ctx.view.key), outdir=ctx.out(final), final_dir=final)
-        return StepResult([{"kind": "report", "path": final, "meta": summary}], summary)
+        return StepResult([Product("report", ctx.unit.spec.outputs[0], res)], res)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import PermanentStepError, StepError, TemporaryStepError
-from .site import child_env
+from ..casa.site import child_env
 
 TERM_GRACE_S = 10.0
 

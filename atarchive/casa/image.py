@@ -1,4 +1,4 @@
-"""Imaging and flux measurement, run inside a CASA child process.
+"""The image step's CASA side: imaging and flux measurement, run inside a CASA child process.
 
 Calibrators: a dirty image, then clean rounds, each to a threshold of 5 × the rms of the previous
 residual; imfit (flux ± error, position) around the brightest pixel and the image peak. Targets:
@@ -12,6 +12,7 @@ import math
 import os
 
 from ..errors import PermanentStepError
+from .calstep import spw_freqs, spws_for_lo
 
 C = 299792458.0
 ARCSEC_PER_RAD = 206264.806
@@ -76,7 +77,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     ct, t = casa()
     common = dict(vis=vis, field="" if field_id is None else str(field_id), spw=spw, specmode="mfs",
                   deconvolver="hogbom", gridder="standard", imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec",
-                  weighting=params.get("weighting", "briggs"), robust=params.get("robust", 0.0), stokes="I",
+                  weighting=params["weighting"], robust=params["robust"], stokes="I",
                   pbcor=False, savemodel="none")
     dirty = imagename + "_dirty"
     t.tclean(imagename=dirty, niter=0, **common)
@@ -85,15 +86,15 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     rms = _rms(t, dirty + ".residual")
     final = dirty
     rounds = 0
-    niter = int(params.get("niter", 1000))
-    max_rounds = max(1, int(params.get("rounds", 2)))
+    niter = int(params["niter"])
+    max_rounds = max(1, int(params["rounds"]))
     mask_method = "none"
     if kind == "target":
         # auto-multithresh tuned for a sparse array (PSF sidelobes of tens of per cent); tclean's nsigma
         # re-estimates the robust rms every major cycle and cleans to 5 x rms.
         final = imagename + "_clean"
-        amt = dict(usemask="auto-multithresh", sidelobethreshold=params.get("sidelobethreshold", 1.0),
-                   noisethreshold=params.get("noisethreshold", 3.0), lownoisethreshold=1.0, minbeamfrac=0.1)
+        amt = dict(usemask="auto-multithresh", sidelobethreshold=1.0,
+                   noisethreshold=3.0, lownoisethreshold=1.0, minbeamfrac=0.1)
         for r in range(1, max_rounds + 1):
             t.tclean(imagename=final, niter=niter, nsigma=5.0, **amt, **common)
             rounds = r
@@ -175,3 +176,34 @@ def _arcsec(q) -> float:
         v, u = float(q["value"]), q.get("unit", "arcsec")
         return v * {"arcsec": 1.0, "arcmin": 60.0, "deg": 3600.0, "rad": ARCSEC_PER_RAD}.get(u, 1.0)
     return float(q)
+
+
+# -- the image step's child call: one field and LO -------------------------------------------------
+def image_unit(*, candidates: list[str], lo_range: list[float], outdir: str, final_dir: str, name: str, kind: str,
+        params: dict) -> dict:
+    vis, spw_ids, freqs = None, [], []
+    for c in candidates:
+        spws = spw_freqs(c)
+        ids = spws_for_lo(spws, lo_range)
+        if ids:
+            vis, spw_ids, freqs = c, ids, [spws[i] for i in ids]
+            break
+    if vis is None:
+        raise PermanentStepError(f"no calibrated data of this LO ({lo_range[0] / 1e9:.3f} GHz) for {name}")
+    fmax = max(f[1] for f in freqs)
+    fmin = min(f[0] for f in freqs)
+    cell, imsize = params["cell_arcsec"], params["imsize"]
+    if not cell or not imsize:
+        auto_cell, auto_size = choose_cell_imsize(max_baseline_m(vis), fmax, fmin)
+        cell = cell or auto_cell
+        imsize = imsize or auto_size
+    imsize = int(min(imsize, params["max_imsize"]))
+    os.makedirs(outdir, exist_ok=True)
+    res = image_field(vis, field_id=None, spw=",".join(str(i) for i in spw_ids),
+                              imagename=os.path.join(outdir, name), cell_arcsec=cell, imsize=imsize, kind=kind,
+                              params=params)
+    for k in ("image", "fits"):
+        if res.get(k):
+            res[k] = os.path.join(final_dir, os.path.relpath(res[k], outdir))
+    res.update(vis=vis, spws=spw_ids, cell_arcsec=cell, imsize=imsize)
+    return res

@@ -2,7 +2,7 @@
 bandpass and gain solutions. Reads the MS and calibration tables (read-only) and writes plain
 numpy arrays to one ``.npz`` file, so the parent can plot without CASA.
 
-Runs inside a CASA child process (see :mod:`atarchive.casa.runner`).
+Runs inside a CASA child process (see :mod:`atarchive.execution.children`).
 """
 
 from __future__ import annotations
@@ -109,3 +109,19 @@ def run(*, vis: str, caldir: str | None, lo_ranges: dict, out_npz: str) -> dict:
     os.makedirs(os.path.dirname(out_npz), exist_ok=True)
     np.savez_compressed(out_npz, **arrays)
     return info
+
+
+def make_report(*, records: dict, vis: str, caldir: str | None, lo_ranges: dict, outdir: str,
+                final_dir: str) -> dict:
+    """The report step's child call: extract the arrays, then draw the page (:mod:`atarchive.report`)
+    into ``outdir``. A session whose MS or tables cannot be read still gets a page, with a note."""
+    from pathlib import Path
+
+    from ..report.build import render_report
+
+    notes = []
+    try:
+        run(vis=vis, caldir=caldir, lo_ranges=lo_ranges, out_npz=os.path.join(outdir, "qa.npz"))
+    except Exception as e:  # noqa: BLE001 - the page still shows what the catalogue knows
+        notes.append(f"could not read the MS or calibration tables: {e}")
+    return render_report(records, outdir=Path(outdir), final_dir=Path(final_dir), notes=notes)

@@ -1,0 +1,129 @@
+"""Query views: what `status`, `show`, `explain`, `fluxes`, `report --list` and `run --dry-run`
+show, as plain data (the ``--json`` output). Pure apart from reading the catalogue and checking
+that report pages exist; the CLI only renders them."""
+
+from __future__ import annotations
+
+from . import naming
+from .catalogue import Catalogue
+from .config import Config
+from .contracts import STEP_ORDER, SessionState, UnitStatus
+from .plan import SessionPlan, plan_all
+from .view import load_view
+
+FLUX_KEYS = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
+             "model_flux_jy", "ra_deg", "dec_deg", "method")
+
+
+def status_rows(cat: Catalogue, cfg: Config) -> list[dict]:
+    """One row per session: scans, fields, LOs, state, next step, error, each step's summary."""
+    plans = plan_all(cat, cfg)
+    scans = cat.scan_counts()
+    names = cat.names_by_session()
+    rows = []
+    for p in plans:
+        s = p.session
+        sc = scans.get(s["id"], {"n": 0, "c": 0})
+        rows.append({
+            "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
+            "scans": sc["n"], "scans_complete": sc["c"] or 0,
+            "fields": names["fields"].get(s["id"], []), "los": names["los"].get(s["id"], []),
+            "ingest_state": s["ingest_state"], "state": p.state, "next_step": p.next_step,
+            "error": p.error or s["error"],
+            "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
+        })
+    return rows
+
+
+def daemon_info(cat: Catalogue) -> dict | None:
+    from .daemon import daemon_status
+
+    return daemon_status(cat)
+
+
+def show_data(cat: Catalogue, cfg: Config, ref: str) -> dict:
+    """Scans (field, time, LOs), fields (position, role and why), LOs, files with errors."""
+    s = cat.session(ref)
+    view = load_view(cat, cfg, s)
+    roles = view.roles if s["ingest_state"] == "ready" else None
+    lo_of_scan: dict[int, set] = {}
+    for f in view.files:
+        if f["scan_id"] is not None:
+            lo_of_scan.setdefault(f["scan_id"], set()).add(f["lo"])
+    data = {
+        "session": {k: s[k] for k in ("key", "project", "name", "path", "layout", "ingest_state", "error")},
+        "scans": [{"stem": x["stem"], "field": x["field"], "source": x["source"], "start_mjd": x["start_mjd"],
+                   "end_mjd": x["end_mjd"], "ntimes": x["ntimes"], "complete": bool(x["complete"]),
+                   "note": x["status_note"], "los": sorted(lo_of_scan.get(x["id"], []))} for x in view.scans],
+        "fields": [],
+        "los": [{k: lo[k] for k in ("name", "freq_start_hz", "freq_end_hz", "nchan", "nsubbands", "channel_width_hz")}
+                for lo in view.los],
+        "files_with_errors": [{"path": f["path"], "error": f["error"]} for f in view.files if f["status"] == "error"],
+        "role_warnings": roles.warnings if roles else [],
+    }
+    for f in view.fields:
+        r = roles.fields.get(f["name"]) if roles else None
+        data["fields"].append({
+            "name": f["name"], "ra_deg": f["ra_deg"], "dec_deg": f["dec_deg"],
+            "role": r.role if r else None, "reason": r.reason if r else None,
+            "matched": r.matched if r else None, "separation_arcsec": r.separation_arcsec if r else None,
+            "phase_cal": r.phase_cal if r else None,
+        })
+    return data
+
+
+def explain_data(cat: Catalogue, cfg: Config, ref: str) -> dict:
+    """Per step: up to date or not and the exact reason, with every unit's status and fingerprint."""
+    s = cat.session(ref)
+    p = plan_all(cat, cfg, [s], use_watermark=False)[0]
+    steps = []
+    for name in STEP_ORDER:
+        units = p.units.get(name, {})
+        us = [{"unit": u.key, "status": u.status, "reason": u.reason, "fingerprint": u.fingerprint}
+              for u in units.values()]
+        reasons = sorted({u["reason"] for u in us if u["status"] != UnitStatus.OK})
+        if not us:
+            summ = ("waiting for upstream steps" if p.state not in (SessionState.INCOMPLETE, SessionState.FAILED)
+                    else f"session {p.state}")
+            st = "waiting"
+        elif not reasons:
+            # the status says "up to date"; the reason adds what the unit's reason says beyond that
+            one = us[0]["reason"].removeprefix("up to date").strip(" ()")
+            st, summ = "up to date", (one or "1 unit") if len(us) == 1 else f"{len(us)} units"
+        else:
+            st = "failed" if any(u["status"] == UnitStatus.FAILED for u in us) else "out of date"
+            summ = "; ".join(reasons[:3]) + (f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else "")
+        steps.append({"step": name, "status": st, "reason": summ, "units": us})
+    return {"session": s["key"], "state": p.state, "next_step": p.next_step, "error": p.error, "steps": steps}
+
+
+def dry_run_items(plans: list[SessionPlan]) -> list[dict]:
+    """What `run` would do now: the units of each session's next step, with their reasons."""
+    items = []
+    for p in plans:
+        if p.state in (SessionState.INCOMPLETE, SessionState.FAILED, SessionState.DONE):
+            items.append({"session": p.session["key"], "step": None, "unit": None,
+                          "reason": p.state + (f": {p.error}" if p.error else "")})
+            continue
+        for u in p.units[p.next_step].values():
+            if u.status != UnitStatus.OK:
+                items.append({"session": p.session["key"], "step": u.step, "unit": u.key, "reason": u.reason})
+    return items
+
+
+def flux_rows(cat: Catalogue, ref: str | None = None, field: str | None = None) -> list[dict]:
+    """Flux measurements (all sessions, or one), optionally of one field (case-insensitive)."""
+    sid = cat.session(ref)["id"] if ref else None
+    rows = cat.flux_measurements(sid)
+    if field:
+        rows = [r for r in rows if r["field"].lower() == field.lower()]
+    return [{k: r.get(k) for k in FLUX_KEYS} for r in rows]
+
+
+def report_pages(cat: Catalogue, cfg: Config) -> list[dict]:
+    pages = []
+    for s in cat.sessions():
+        page = naming.report_dir(cfg.work_root, s["project"], s["name"]) / "index.html"
+        if page.exists():
+            pages.append({"session": s["key"], "path": str(page)})
+    return pages

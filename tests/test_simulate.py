@@ -121,7 +121,7 @@ def test_bad_spec_names_the_key(patch, expect):
 
 
 def test_presets_and_cli_errors(tmp_path):
-    assert {"demo", "tiny", "two-targets-wide", "medium"} <= set(list_presets())
+    assert {"demo", "tiny", "two-targets-wide", "medium", "selfcal"} <= set(list_presets())
     r = subprocess.run([sys.executable, "-m", "atarchive", "simulate", "--preset", "nope", "--out", str(tmp_path)],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "no preset 'nope'" in r.stderr and "Traceback" not in r.stderr
@@ -373,3 +373,17 @@ def test_rfi_blocks_where_asked_and_nowhere_else(tmp_path):
     with pytest.raises(SpecError, match="rfi.0.lo: 'Z' is not one of the LOs"):
         _small_spec([{"name": "s", "ra": 0.5, "dec": 45.0, "flux_jy": 1.0}], [{"source": "s", "duration_s": 10}],
                     {"rfi": [{"channels": [1, 2], "lo": "Z"}]})
+
+
+def test_selfcal_preset_spreads_components_over_the_inner_beam():
+    from atarchive import beam
+
+    spec = preset("selfcal")
+    (target,) = [s for s in spec.sources if s.components]
+    assert len(target.components) >= 5 and spec.corruptions.phase_noise_deg == 30.0
+    assert spec.corruptions.phase_noise_timescale_s == 60.0
+    fmax = max(lo.freqs()[-1] for lo in spec.los)
+    seps = [float(beam.separation_deg(target.ra_deg, target.dec_deg, *target.component_position(c)))
+            for c in target.components]
+    assert all(0.2 < s < beam.fwhm_deg(fmax) / 2 for s in seps)  # inside the half-power radius
+    assert max(seps) - min(seps) > 0.4

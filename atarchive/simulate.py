@@ -8,6 +8,11 @@ scan on a different delay/phase model, as on the real telescope. Each source is 
 own position and re-phased to its field's phase centre by pyuvdata, so geometry and sign
 conventions are pyuvdata's own.
 
+Optional (off in the presets that predate them, which stay bit-for-bit the same: each draws from its
+own generator): more point components in a field, attenuated by the ATA primary beam
+(:mod:`atarchive.beam`); Ornstein-Uhlenbeck phase noise per antenna and polarisation; bad antennas
+(noise only); RFI blocks (channels × a time range, strong and not fringe-stopped).
+
 Layout: ``ROOT/projects/<project>/<YYYY-MM-DD-HH:MM:SS>/<stem>/Lo<L>.C<cccc>/<stem>.uvh5`` (or the
 flattened ``ata.Lo<L>.C<cccc>.<stem>.uvh5``); truth in ``ROOT/truth/<session>.json``. Roles are
 not written into the data — only field names and positions, like the real telescope.

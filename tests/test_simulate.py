@@ -121,7 +121,7 @@ def test_bad_spec_names_the_key(patch, expect):
 
 
 def test_presets_and_cli_errors(tmp_path):
-    assert {"demo", "tiny", "two-targets-wide", "medium", "selfcal"} <= set(list_presets())
+    assert {"demo", "tiny", "two-targets-wide", "medium", "selfcal", "degraded"} <= set(list_presets())
     r = subprocess.run([sys.executable, "-m", "atarchive", "simulate", "--preset", "nope", "--out", str(tmp_path)],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "no preset 'nope'" in r.stderr and "Traceback" not in r.stderr

@@ -8,6 +8,11 @@ scan on a different delay/phase model, as on the real telescope. Each source is 
 own position and re-phased to its field's phase centre by pyuvdata, so geometry and sign
 conventions are pyuvdata's own.
 
+Optional (off in the presets that predate them, which stay bit-for-bit the same: each draws from its
+own generator): more point components in a field, attenuated by the ATA primary beam
+(:mod:`atarchive.beam`); Ornstein-Uhlenbeck phase noise per antenna and polarisation; bad antennas
+(noise only); RFI blocks (channels × a time range, strong and not fringe-stopped).
+
 Layout: ``ROOT/projects/<project>/<YYYY-MM-DD-HH:MM:SS>/<stem>/Lo<L>.C<cccc>/<stem>.uvh5`` (or the
 flattened ``ata.Lo<L>.C<cccc>.<stem>.uvh5``); truth in ``ROOT/truth/<session>.json``. Roles are
 not written into the data — only field names and positions, like the real telescope.
@@ -28,7 +33,7 @@ from typing import Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import calibrators
+from . import beam, calibrators
 
 C = 299792458.0
 from .telescope import ATA_HEIGHT_M as ATA_ALT, ATA_LAT_DEG as ATA_LAT, ATA_LON_DEG as ATA_LON  # noqa: E402
@@ -75,6 +80,22 @@ def _angle(v, hours: bool) -> float:
     return float(Angle(v, unit=u.hourangle if hours else u.deg).deg)
 
 
+def _offset_position(ra0_deg: float, dec0_deg: float, offset_arcsec: tuple[float, float]) -> tuple[float, float]:
+    """Position ``offset_arcsec`` = (dRA·cos(dec), dDec) from (ra0, dec0), degrees."""
+    dra, ddec = offset_arcsec
+    dec = dec0_deg + ddec / 3600.0
+    ra = ra0_deg + dra / 3600.0 / math.cos(math.radians(dec0_deg))
+    return ra % 360.0, dec
+
+
+class ComponentSpec(_M):
+    """An extra point source in a source's field, attenuated by the primary beam at its offset."""
+
+    offset_arcsec: tuple[float, float]  # position minus the field's phase centre (dRA*cos(dec), dDec)
+    flux_jy: float = Field(gt=0)  # true (unattenuated) flux density at the source's ref_freq_hz
+    spectral_index: float = 0.0
+
+
 class SourceSpec(_M):
     name: str = Field(min_length=1)
     calibrator: str | None = None  # a Perley-Butler 2017 standard: position and flux from the model
@@ -84,6 +105,7 @@ class SourceSpec(_M):
     spectral_index: float = 0.0
     ref_freq_hz: float = Field(1.4e9, gt=0)
     offset_arcsec: tuple[float, float] = (0.0, 0.0)  # true position minus phase centre (dRA*cos(dec), dDec)
+    components: list[ComponentSpec] = Field(default_factory=list)  # more point sources in the field
 
     @model_validator(mode="after")
     def _complete(self):
@@ -108,10 +130,19 @@ class SourceSpec(_M):
         return _angle(self.dec, hours=False)
 
     def true_position(self) -> tuple[float, float]:
-        dra, ddec = self.offset_arcsec
-        dec = self.dec_deg + ddec / 3600.0
-        ra = self.ra_deg + dra / 3600.0 / math.cos(math.radians(self.dec_deg))
-        return ra % 360.0, dec
+        return _offset_position(self.ra_deg, self.dec_deg, self.offset_arcsec)
+
+    def component_position(self, comp: ComponentSpec) -> tuple[float, float]:
+        return _offset_position(self.ra_deg, self.dec_deg, comp.offset_arcsec)
+
+    def component_flux(self, comp: ComponentSpec, freq_hz):
+        """True (unattenuated) flux density of a component."""
+        return comp.flux_jy * (np.asarray(freq_hz, dtype=float) / self.ref_freq_hz) ** comp.spectral_index
+
+    def component_beam(self, comp: ComponentSpec, freq_hz):
+        """Primary-beam power response at a component (the phase centre is the pointing centre)."""
+        ra, dec = self.component_position(comp)
+        return beam.response_at(ra, dec, self.ra_deg, self.dec_deg, freq_hz)
 
     def flux(self, freq_hz):
         if self.calibrator is not None:
@@ -124,8 +155,27 @@ class ScanSpec(_M):
     duration_s: float = Field(gt=0)
 
 
+class RFISpec(_M):
+    """A strong signal in a block of channels and a range of the session's time."""
+
+    channels: tuple[int, int]  # first and last channel (inclusive) of the LO, 0-based
+    time_fraction: tuple[float, float] = (0.0, 1.0)  # of the span first scan start → last scan end
+    amplitude_jy: float = Field(50.0, gt=0)
+    lo: str | None = None  # None: every LO
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        a, b = self.channels
+        if a < 0 or b < a:
+            raise ValueError("channels must be [first, last] with 0 <= first <= last")
+        t0, t1 = self.time_fraction
+        if not 0.0 <= t0 < t1 <= 1.0:
+            raise ValueError("time_fraction must be [t0, t1] with 0 <= t0 < t1 <= 1")
+        return self
+
+
 class CorruptionSpec(_M):
-    enabled: bool = True
+    enabled: bool = True  # false: no gains, delays, bandpass or phase noise (bad antennas and RFI stay)
     gain_amp_spread: float = Field(0.15, ge=0)  # initial amplitudes 1 ± this
     gain_amp_drift: float = Field(0.05, ge=0)  # linear drift over the session (fraction)
     gain_phase_drift_deg: float = Field(40.0, ge=0)  # linear phase drift over the session
@@ -133,6 +183,10 @@ class CorruptionSpec(_M):
     bandpass_ripple: float = Field(0.08, ge=0)
     first_fluxcal_delay_ns: float = Field(6.0, ge=0)
     first_fluxcal_phase_deg: float = Field(120.0, ge=0)
+    phase_noise_deg: float = Field(0.0, ge=0)  # rms of a random per-antenna, per-pol phase (0 = none)
+    phase_noise_timescale_s: float = Field(60.0, ge=0)  # its correlation time (Ornstein-Uhlenbeck)
+    bad_antennas: list[str] = Field(default_factory=list)  # antenna names: noise only, no signal
+    rfi: list[RFISpec] = Field(default_factory=list)
 
 
 class SimSpec(_M):
@@ -167,6 +221,18 @@ class SimSpec(_M):
         los = [lo.name for lo in self.los]
         if len(set(los)) != len(los):
             raise ValueError("los: duplicate LO names")
+        for i, r in enumerate(self.corruptions.rfi):
+            if r.lo is not None and r.lo not in los:
+                raise ValueError(f"corruptions.rfi.{i}.lo: {r.lo!r} is not one of the LOs {los}")
+            for lo in self.los:
+                if (r.lo is None or r.lo == lo.name) and r.channels[1] >= lo.nchan:
+                    raise ValueError(f"corruptions.rfi.{i}.channels: LO {lo.name} has {lo.nchan} channels")
+        if self.corruptions.bad_antennas:
+            have = _names_of(_choose_antennas(self.n_antennas, np.random.default_rng(self.seed)))
+            for name in self.corruptions.bad_antennas:
+                if name not in have:
+                    raise ValueError(f"corruptions.bad_antennas: {name!r} has no data in this session "
+                                     f"(n_antennas and seed choose {have})")
         return self
 
     @property
@@ -281,14 +347,17 @@ class _Corruptions:
             enabled=c.enabled,
         )
 
-    def gains(self, frac_t: np.ndarray, freqs: np.ndarray, f0: float, first_fluxcal: bool) -> np.ndarray:
-        """Complex gain (nant, 2 pols, ntimes, nfreq)."""
+    def gains(self, frac_t: np.ndarray, freqs: np.ndarray, f0: float, first_fluxcal: bool,
+              phase_noise: np.ndarray | None = None) -> np.ndarray:
+        """Complex gain (nant, 2 pols, ntimes, nfreq); ``phase_noise`` (nant, 2, ntimes) radians is added."""
         nant = self.amp0.shape[0]
         if not self.enabled:
             return np.ones((nant, 2, len(frac_t), len(freqs)), dtype=np.complex128)
         t = frac_t[None, None, :, None]
         amp = self.amp0[..., None, None] * (1 + self.amp_drift[..., None, None] * t)
         ph = self.ph0[..., None, None] + self.ph_drift[..., None, None] * t
+        if phase_noise is not None:
+            ph = ph + phase_noise[..., None]
         delay = self.delay_s + (self.first_delay_s if first_fluxcal else 0.0)
         if first_fluxcal:
             ph = ph + self.first_ph[..., None, None]
@@ -298,6 +367,20 @@ class _Corruptions:
         a, period, phase = (self.bp_amp[..., k][..., None, None] for k in range(3))
         bp = (1 + a * np.sin(2 * np.pi * ch / period + phase)) * np.exp(0.5j * a * np.cos(2 * np.pi * ch / period))
         return amp * np.exp(1j * ph) * bp
+
+
+def phase_noise_series(t_s: np.ndarray, nant: int, rms_rad: float, timescale_s: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Stationary Ornstein-Uhlenbeck phases (nant, 2, len(t_s)) at the sorted times ``t_s`` (seconds):
+    rms ``rms_rad``, autocorrelation exp(-|dt| / timescale_s) (white if the timescale is 0)."""
+    out = np.empty((nant, 2, len(t_s)))
+    if len(t_s) == 0:
+        return out
+    out[..., 0] = rms_rad * rng.standard_normal((nant, 2))
+    for k in range(1, len(t_s)):
+        rho = math.exp(-(t_s[k] - t_s[k - 1]) / timescale_s) if timescale_s > 0 else 0.0
+        out[..., k] = rho * out[..., k - 1] + rms_rad * math.sqrt(1.0 - rho * rho) * rng.standard_normal((nant, 2))
+    return out
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -311,31 +394,60 @@ def _jd(t: datetime) -> float:
     return (t - datetime(1858, 11, 17, tzinfo=timezone.utc)).total_seconds() / 86400.0 + 2400000.5
 
 
-def _scan_uvdata(spec: SimSpec, tel, ants: np.ndarray, src: SourceSpec, lo: LOSpec, times_jd: np.ndarray, rng,
-                 corr: _Corruptions, frac_t: np.ndarray, first_fluxcal: bool):
+@dataclass
+class _Extras:
+    """What the default presets do not have: per-scan phase noise, bad antennas, RFI."""
+
+    phase_noise: np.ndarray | None = None  # (nant, 2, ntimes) radians for this scan
+    bad: np.ndarray | None = None  # antenna numbers with noise only
+    rfi: list | None = None  # [(RFISpec, time mask (ntimes,))] applying to this scan and LO
+    rfi_rng: np.random.Generator | None = None
+
+
+def _point_uv(spec: SimSpec, tel, pairs, times_jd, lo: LOSpec, name: str, ra_deg: float, dec_deg: float,
+              flux: np.ndarray):
+    """An unpolarised point source of spectrum ``flux`` at (ra, dec), phased to that position."""
     from pyuvdata import UVData
 
     freqs = lo.freqs()
-    pairs = [(int(a), int(b)) for i, a in enumerate(ants) for b in ants[i:]]
-    true_ra, true_dec = src.true_position()
-    cat = {0: {"cat_name": src.name, "cat_type": "sidereal", "cat_lon": math.radians(true_ra),
-               "cat_lat": math.radians(true_dec), "cat_frame": "icrs", "cat_epoch": 2000.0}}
+    cat = {0: {"cat_name": name, "cat_type": "sidereal", "cat_lon": math.radians(ra_deg),
+               "cat_lat": math.radians(dec_deg), "cat_frame": "icrs", "cat_epoch": 2000.0}}
     uv = UVData.new(freq_array=freqs, polarization_array=POLS, times=times_jd, telescope=tel, antpairs=pairs,
                     do_blt_outer=True, integration_time=spec.integration_s, channel_width=lo.channel_width_hz,
                     phase_center_catalog=cat, phase_center_id_array=None, vis_units="uncalib",
                     empty=True)
-    s = np.asarray(src.flux(freqs), dtype=float)
     data = np.zeros((uv.Nblts, len(freqs), 4), dtype=np.complex128)
-    data[:, :, 0] = s
-    data[:, :, 3] = s
+    data[:, :, 0] = flux
+    data[:, :, 3] = flux
     uv.data_array = data
+    return uv
+
+
+def _scan_uvdata(spec: SimSpec, tel, ants: np.ndarray, src: SourceSpec, lo: LOSpec, times_jd: np.ndarray, rng,
+                 corr: _Corruptions, frac_t: np.ndarray, first_fluxcal: bool, extras: _Extras | None = None):
+    extras = extras or _Extras()
+    freqs = lo.freqs()
+    pairs = [(int(a), int(b)) for i, a in enumerate(ants) for b in ants[i:]]
+    true_ra, true_dec = src.true_position()
+    s = np.asarray(src.flux(freqs), dtype=float)
+    uv = _point_uv(spec, tel, pairs, times_jd, lo, src.name, true_ra, true_dec, s)
     if src.offset_arcsec != (0.0, 0.0):
         uv.phase(lon=math.radians(src.ra_deg), lat=math.radians(src.dec_deg), cat_name=src.name, epoch="J2000")
+    for comp in src.components:  # each at its own position, re-phased to the field's phase centre
+        cra, cdec = src.component_position(comp)
+        cflux = src.component_flux(comp, freqs) * src.component_beam(comp, freqs)
+        cuv = _point_uv(spec, tel, pairs, times_jd, lo, src.name, cra, cdec, cflux)
+        cuv.phase(lon=math.radians(src.ra_deg), lat=math.radians(src.dec_deg), cat_name=src.name, epoch="J2000")
+        if not (np.array_equal(cuv.ant_1_array, uv.ant_1_array) and np.array_equal(cuv.ant_2_array, uv.ant_2_array)
+                and np.array_equal(cuv.time_array, uv.time_array)):
+            raise RuntimeError("simulate: component baseline-time order differs from the source's")
+        uv.data_array = uv.data_array + cuv.data_array
+        s = s + cflux  # total flux in the beam, for the autocorrelations
     # corruptions
     a1 = np.searchsorted(ants, uv.ant_1_array)
     a2 = np.searchsorted(ants, uv.ant_2_array)
     _, tidx = np.unique(uv.time_array, return_inverse=True)
-    g = corr.gains(frac_t, freqs, lo.start_freq_hz, first_fluxcal)  # (nant, 2, nt, nf)
+    g = corr.gains(frac_t, freqs, lo.start_freq_hz, first_fluxcal, extras.phase_noise)  # (nant, 2, nt, nf)
     gi = g[a1, :, tidx, :]  # (nblt, 2, nf)
     gj = np.conj(g[a2, :, tidx, :])
     pol_pairs = [(0, 0), (0, 1), (1, 0), (1, 1)]  # xx xy yx yy
@@ -343,6 +455,10 @@ def _scan_uvdata(spec: SimSpec, tel, ants: np.ndarray, src: SourceSpec, lo: LOSp
     out = np.empty_like(vis)
     for k, (p, q) in enumerate(pol_pairs):
         out[:, :, k] = gi[:, p, :] * gj[:, q, :] * vis[:, :, k]
+    bad = None
+    if extras.bad is not None and len(extras.bad):  # dead signal path: no sky, no RFI, noise only
+        bad = np.isin(uv.ant_1_array, extras.bad) | np.isin(uv.ant_2_array, extras.bad)
+        out[bad] = 0.0
     noise = spec.noise_jy * (rng.standard_normal(out.shape) + 1j * rng.standard_normal(out.shape))
     auto = uv.ant_1_array == uv.ant_2_array
     out[~auto] += noise[~auto]
@@ -350,13 +466,34 @@ def _scan_uvdata(spec: SimSpec, tel, ants: np.ndarray, src: SourceSpec, lo: LOSp
     for k, (p, q) in enumerate(pol_pairs):
         if p == q:
             out[auto, :, k] = (np.abs(gi[auto, p, :]) ** 2) * (spec.sefd_jy + s[None, :])
+            if bad is not None:
+                sel = auto & bad
+                out[sel, :, k] = (np.abs(gi[sel, p, :]) ** 2) * spec.sefd_jy
         else:
             out[auto, :, k] = 0.01 * spec.sefd_jy
+    for r, tmask in extras.rfi or []:
+        _add_rfi(out, r, tmask, tidx, a1, a2, auto, bad, len(ants), extras.rfi_rng)
     uv.data_array = out.astype(np.complex64)
     uv.flag_array = np.zeros(out.shape, dtype=bool)
     uv.nsample_array = np.ones(out.shape, dtype=np.float32)
     uv.history = "Simulated by atarchive.simulate (physical point-source model with corruptions)."
     return uv
+
+
+def _add_rfi(out: np.ndarray, r: RFISpec, tmask: np.ndarray, tidx, a1, a2, auto, bad, nant: int,
+             rng: np.random.Generator) -> None:
+    """A narrow-band terrestrial signal: every antenna receives it with its own random phase per
+    integration and polarisation (not fringe-stopped), so each baseline sees ``amplitude_jy`` with a
+    phase jumping from one integration to the next; the autocorrelations gain ``amplitude_jy``."""
+    ph = rng.uniform(0, 2 * np.pi, (nant, 2, len(tmask)))
+    ch = slice(r.channels[0], r.channels[1] + 1)
+    rows = tmask[tidx]
+    if bad is not None:
+        rows = rows & ~bad
+    for k, (p, q) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        v = r.amplitude_jy * np.exp(1j * (ph[a1, p, tidx] - ph[a2, q, tidx]))
+        v = np.where(auto, r.amplitude_jy if p == q else 0.0, v)
+        out[rows, ch, k] += v[rows, None]
 
 
 def simulate(spec: SimSpec, out_root: str | Path, *, progress: Callable[[Path], None] | None = None) -> SimResult:
@@ -388,6 +525,21 @@ def _simulate(spec: SimSpec, out_root: str | Path, progress) -> SimResult:
     total_s = (t - spec.start).total_seconds()
     fluxcals = [s.name for s in spec.sources if s.calibrator]
     first_fc_scan = next((i for i, sc, _, _ in timeline if sc.source in fluxcals), None)
+    # what today's presets lack draws from its own generators, so their data stay bit-for-bit the same
+    c = spec.corruptions
+    scan_t_s = [(t0 - spec.start).total_seconds() + (np.arange(nint) + 0.5) * spec.integration_s
+                for _, _, t0, nint in timeline]
+    noise_by_scan: list = [None] * len(timeline)
+    if c.enabled and c.phase_noise_deg > 0:
+        allt = np.concatenate(scan_t_s)
+        series = phase_noise_series(allt, len(ants), math.radians(c.phase_noise_deg), c.phase_noise_timescale_s,
+                                    np.random.default_rng([spec.seed, 16, 1]))
+        edges = np.cumsum([0] + [len(x) for x in scan_t_s])
+        noise_by_scan = [series[..., edges[k]:edges[k + 1]] for k in range(len(timeline))]
+    bad_nums = _numbers_of(c.bad_antennas)
+    span_s = max(timeline[-1][2] - spec.start + timedelta(seconds=timeline[-1][3] * spec.integration_s),
+                 timedelta(seconds=1e-9)).total_seconds()
+    rfi_rng = np.random.default_rng([spec.seed, 14, 6])
     files: list[Path] = []
     scans_truth = []
     for i, sc, t0, nint in timeline:
@@ -398,7 +550,13 @@ def _simulate(spec: SimSpec, out_root: str | Path, progress) -> SimResult:
         times_jd = _jd(t0) + offs / 86400.0
         frac_t = np.array([((t0 - spec.start).total_seconds() + o) / max(total_s, 1.0) for o in offs])
         for lo in spec.los:
-            uv = _scan_uvdata(spec, tel, ants, src, lo, times_jd, rng, corr, frac_t, i == first_fc_scan)
+            rfi = []
+            for r in c.rfi:
+                tmask = (scan_t_s[i] >= r.time_fraction[0] * span_s) & (scan_t_s[i] < r.time_fraction[1] * span_s)
+                if (r.lo is None or r.lo == lo.name) and tmask.any():
+                    rfi.append((r, tmask))
+            extras = _Extras(phase_noise=noise_by_scan[i], bad=bad_nums, rfi=rfi, rfi_rng=rfi_rng)
+            uv = _scan_uvdata(spec, tel, ants, src, lo, times_jd, rng, corr, frac_t, i == first_fc_scan, extras)
             for k in range(lo.subbands):
                 sub = lo.first_subband_index + k * lo.subband_index_step
                 part = uv.select(freq_chans=np.arange(k * lo.channels_per_subband, (k + 1) * lo.channels_per_subband),
@@ -418,7 +576,19 @@ def _simulate(spec: SimSpec, out_root: str | Path, progress) -> SimResult:
     (sdir / "obsinfo.toml").write_text(
         "# side file like the real telescope's: ignored by the indexer\n"
         f"antennas = {json.dumps([str(n) for n in _names_of(ants)])}\n")
-    truth_path = _write_truth(spec, out_root, sdir, ants, scans_truth)
+    rfi_truth = []
+    for r in c.rfi:
+        entry = {"lo": r.lo, "channels": list(r.channels), "time_fraction": list(r.time_fraction),
+                 "amplitude_jy": r.amplitude_jy,
+                 "start_mjd": _jd(spec.start) - 2400000.5 + r.time_fraction[0] * span_s / 86400.0,
+                 "end_mjd": _jd(spec.start) - 2400000.5 + r.time_fraction[1] * span_s / 86400.0,
+                 "freq_hz": {lo.name: [float(lo.freqs()[r.channels[0]]), float(lo.freqs()[r.channels[1]])]
+                             for lo in spec.los if r.lo is None or r.lo == lo.name},
+                 "scans": [scans_truth[i]["stem"] for i in range(len(timeline))
+                           if ((scan_t_s[i] >= r.time_fraction[0] * span_s)
+                               & (scan_t_s[i] < r.time_fraction[1] * span_s)).any()]}
+        rfi_truth.append(entry)
+    truth_path = _write_truth(spec, out_root, sdir, ants, scans_truth, rfi_truth)
     return SimResult(sdir, truth_path, files)
 
 
@@ -426,6 +596,12 @@ def _names_of(nums: np.ndarray) -> list[str]:
     names, allnums, _ = _ata_antennas()
     lut = dict(zip(allnums.tolist(), names))
     return [lut[int(n)] for n in nums]
+
+
+def _numbers_of(names: list[str]) -> np.ndarray:
+    allnames, allnums, _ = _ata_antennas()
+    lut = dict(zip(allnames, allnums.tolist()))
+    return np.array([lut[n] for n in names], dtype=int)
 
 
 def _role_hint(spec: SimSpec, src: SourceSpec) -> str:
@@ -437,7 +613,7 @@ def _role_hint(spec: SimSpec, src: SourceSpec) -> str:
     return "phase_cal" if n >= 2 and others and max(durs) < max(others) else "target"
 
 
-def _write_truth(spec: SimSpec, out_root: Path, sdir: Path, ants, scans_truth) -> Path:
+def _write_truth(spec: SimSpec, out_root: Path, sdir: Path, ants, scans_truth, rfi_truth=()) -> Path:
     los = {lo.name: {"centre_freq_hz": lo.centre_hz, "start_freq_hz": float(lo.freqs()[0]),
                      "end_freq_hz": float(lo.freqs()[-1]), "nchan": lo.nchan} for lo in spec.los}
     sources = {}
@@ -450,12 +626,29 @@ def _write_truth(spec: SimSpec, out_root: Path, sdir: Path, ants, scans_truth) -
             if s.calibrator else None, "role_hint": _role_hint(spec, s),
             "flux_per_lo": {lo.name: {"freq_hz": lo.centre_hz, "flux_jy": float(s.flux(lo.centre_hz))}
                             for lo in spec.los},
+            "components": [_component_truth(spec, s, comp) for comp in s.components],
         }
     truth = {"project": spec.project, "session": spec.session_name, "session_dir": str(sdir),
              "start": spec.start.isoformat(), "los": los, "sources": sources, "antennas": _names_of(ants),
              "scans": scans_truth, "corruptions": spec.corruptions.model_dump(), "noise_jy": spec.noise_jy,
+             "bad_antennas": list(spec.corruptions.bad_antennas), "rfi": list(rfi_truth),
              "spec": json.loads(spec.model_dump_json())}
     p = out_root / "truth" / f"{spec.session_name}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(truth, indent=2))
     return p
+
+
+def _component_truth(spec: SimSpec, s: SourceSpec, comp: ComponentSpec) -> dict:
+    ra, dec = s.component_position(comp)
+    sep = float(beam.separation_deg(s.ra_deg, s.dec_deg, ra, dec))
+    per_lo = {}
+    for lo in spec.los:
+        f = lo.centre_hz
+        flux = float(s.component_flux(comp, f))
+        gain = float(beam.response(sep, f))
+        per_lo[lo.name] = {"freq_hz": f, "flux_jy": flux, "beam_gain": gain, "apparent_flux_jy": flux * gain,
+                           "beam_fwhm_deg": float(beam.fwhm_deg(f))}
+    return {"ra_deg": ra, "dec_deg": dec, "offset_arcsec": list(comp.offset_arcsec), "separation_deg": sep,
+            "flux_jy": comp.flux_jy, "spectral_index": comp.spectral_index, "ref_freq_hz": s.ref_freq_hz,
+            "flux_per_lo": per_lo}

@@ -266,6 +266,11 @@ class Indexer:
                                        "antenna_names": hdr.antenna_names,
                                        "phase_type": hdr.phase_type}),
                 )
+                several = hdr.several_centres()
+                if several:  # each centre is a field of the session, but the chain needs one per file
+                    row.update(status="error", error=several,
+                               header=json.dumps({**json.loads(row["header"]), "phase_centres": hdr.phase_centres}))
+                    report.errors.append((path, several))
                 self._upsert_file(row)
             if changed or srow is None or srow["ingest_state"] != "ready":
                 self._summarise(sid, now if changed else None)
@@ -333,14 +338,20 @@ class Indexer:
                  first["ntimes"] if first else None, scan["id"]],
             )
         # fields
-        cat.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN "
-                         "(SELECT DISTINCT field FROM files WHERE session_id = ? AND field IS NOT NULL)", [sid, sid])
-        for f in cat.q("SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
-                       "AND status = 'ready' GROUP BY field", [sid]):
+        centres = [(f["field"], f["ra"], f["dec"]) for f in cat.q(
+            "SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
+            "AND status = 'ready' GROUP BY field", [sid])]
+        for f in errors:  # a file using several phase centres: each is a field
+            for c in json.loads(f["header"] or "{}").get("phase_centres", []):
+                if c["name"] not in {n for n, _, _ in centres}:
+                    centres.append((c["name"], c["ra_deg"], c["dec_deg"]))
+        cat.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
+                         [sid, json.dumps([n for n, _, _ in centres])])
+        for name, ra, dec in centres:
             cat.conn.execute(
                 "INSERT INTO fields(session_id, name, ra_deg, dec_deg) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(session_id, name) DO UPDATE SET ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg",
-                [sid, f["field"], f["ra"], f["dec"]],
+                [sid, name, ra, dec],
             )
         # LOs
         cat.conn.execute("DELETE FROM los WHERE session_id = ?", [sid])

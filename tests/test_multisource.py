@@ -155,3 +155,26 @@ def test_session_cut_from_a_multisource_object_runs_to_done(sim, tmp_path):
     assert {r["field"] for r in fl} == {"1331+305", "J1407+2827", "target_1"}
     fc = [r for r in fl if r["field"] == "1331+305"]
     assert fc and all(abs(r["flux_jy"] / r["model_flux_jy"] - 1) < 0.1 for r in fc), fc
+
+
+def test_files_indexed_before_the_fix_are_read_again_once(sim, tmp_path):
+    """A catalogue from before this fix holds the catalogue's first entry as every file's field;
+    the next scan reads those headers once more and puts each scan right (then never again)."""
+    import sqlite3
+
+    conf = write_conf(tmp_path, sim["cut"])
+    cli(conf, "scan")
+    good = _fields_by_scan(json.loads(cli(conf, "show", KEY, "--json").stdout))
+    db = sqlite3.connect(tmp_path / "cat.db")
+    with db:  # what the old indexer wrote: one field for all, no phase_centre_ids in the header record
+        for fid, header in db.execute("SELECT id, header FROM files").fetchall():
+            h = json.loads(header)
+            h.pop("phase_centre_ids")
+            db.execute("UPDATE files SET field = 'J1407+2827', header = ? WHERE id = ?", [json.dumps(h), fid])
+        db.execute("UPDATE scans SET field = 'J1407+2827'")
+    db.close()
+    assert set(_fields_by_scan(json.loads(cli(conf, "show", KEY, "--json").stdout)).values()) == {"J1407+2827"}
+    rep = json.loads(cli(conf, "scan", "--json").stdout)
+    assert rep["headers_read"] == 5 and rep["sessions_touched"] == [KEY]
+    assert _fields_by_scan(json.loads(cli(conf, "show", KEY, "--json").stdout)) == good
+    assert json.loads(cli(conf, "scan", "--json").stdout)["headers_read"] == 0

@@ -178,3 +178,28 @@ def test_files_indexed_before_the_fix_are_read_again_once(sim, tmp_path):
     assert rep["headers_read"] == 5 and rep["sessions_touched"] == [KEY]
     assert _fields_by_scan(json.loads(cli(conf, "show", KEY, "--json").stdout)) == good
     assert json.loads(cli(conf, "scan", "--json").stdout)["headers_read"] == 0
+
+
+def test_one_source_under_two_catalogue_ids_is_one_field(sim, tmp_path):
+    """Two catalogue entries for the same source (name and position) used by one file: one field."""
+    import h5py
+
+    from atarchive.scanner.uvh5 import read_header
+
+    src = next(p for p in sorted((sim["cut"] / "projects").rglob("*.uvh5")) if "J1407" in p.name)
+    f = tmp_path / src.name
+    f.write_bytes(src.read_bytes())
+    with h5py.File(f, "r+") as h:
+        cat = h["Header/phase_center_catalog"]
+        ids = h["Header/phase_center_id_array"]
+        used = str(int(ids[0]))
+        cat.copy(cat[used], "7")  # the same entry again, as id 7, for the second half of the rows
+        arr = ids[()]
+        arr[len(arr) // 2:] = 7
+        ids[...] = arr
+    hdr = read_header(f)
+    assert hdr.field == "J1407+2827" and len(hdr.phase_centres) == 1 and hdr.several_centres() is None
+    with h5py.File(f, "r+") as h:  # a different position under the same name: two fields
+        h["Header/phase_center_catalog/7/cat_lat"][()] = h["Header/phase_center_catalog/7/cat_lat"][()] + 0.01
+    hdr = read_header(f)
+    assert len(hdr.phase_centres) == 2 and "2 phase centres" in hdr.several_centres()

@@ -179,6 +179,15 @@ def _describe(c: dict) -> str:
     return f"{c['name']} (id {c['id']}, {c['ra_deg']:.5f} {c['dec_deg']:+.5f})"
 
 
+def _same_source(a: dict, b: dict, tol_deg: float = 1.0 / 3600) -> bool:
+    if a["name"] != b["name"] or a["type"] != b["type"]:
+        return False
+    if None in (a["ra_deg"], a["dec_deg"], b["ra_deg"], b["dec_deg"]):
+        return a["ra_deg"] == b["ra_deg"] and a["dec_deg"] == b["dec_deg"]
+    dra = (a["ra_deg"] - b["ra_deg"] + 180.0) % 360.0 - 180.0
+    return abs(a["dec_deg"] - b["dec_deg"]) < tol_deg and abs(dra * math.cos(math.radians(a["dec_deg"]))) < tol_deg
+
+
 def _catalogue_entry(cat: h5py.Group, key: str) -> dict:
     c = cat[key]
     name = _str(_opt(c, "cat_name", b"unknown"))
@@ -221,7 +230,12 @@ def _phase_centres(h: h5py.Group, nblts: int) -> list[dict]:
             if unknown:
                 raise IngestError(f"phase_center_id_array uses id(s) {unknown} that phase_center_catalog "
                                   f"lacks (it has {sorted(keys, key=str)})")
-        return [_catalogue_entry(cat, keys[u]) for u in used]
+        out: list[dict] = []
+        for u in used:  # entries repeating one source (same name and position) are one field
+            c = _catalogue_entry(cat, keys[u])
+            if not any(_same_source(c, o) for o in out):
+                out.append(c)
+        return out
     name = _str(h["object_name"][()]) if "object_name" in h else "unknown"
     if "phase_center_ra" in h and "phase_center_dec" in h:
         return [{"id": 0, "name": name, "ra_deg": math.degrees(float(h["phase_center_ra"][()])) % 360.0,

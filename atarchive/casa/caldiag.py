@@ -211,6 +211,15 @@ def read_calibrator(vis: str, field_ids: list[int], spw_ids: list[int], max_rows
 UVH5_PARALLEL = {-1, -2, -5, -6}  # rr ll xx yy (AIPS codes in uvh5)
 
 
+def _rows(ds, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a dataset: one slice when they are close together, else row by row
+    (baseline-major files: the first integrations are spread over the whole file)."""
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    if hi - lo <= 4 * rows.size:
+        return ds[lo:hi][rows - lo]
+    return np.stack([ds[int(r)] for r in rows])
+
+
 def read_uvh5(paths: list[str], max_times: int = MAX_TIMES) -> dict:
     """The same rows from raw uvh5 files (one spw per file), at their native channel width: the
     first ``max_times`` integrations, cross-correlations, parallel hands. h5py only."""
@@ -230,8 +239,7 @@ def read_uvh5(paths: list[str], max_times: int = MAX_TIMES) -> dict:
                 continue
             pols = [int(p) for p in np.ravel(h["polarization_array"][()])]
             hands = [k for k, p in enumerate(pols) if p in UVH5_PARALLEL]
-            data = f["Data/visdata"][rows.min():rows.max() + 1][rows - rows.min()]
-            flag = f["Data/flags"][rows.min():rows.max() + 1][rows - rows.min()]
+            data, flag = (_rows(f["Data/" + k], rows) for k in ("visdata", "flags"))
             if data.ndim == 4:  # old uvh5: (Nblts, 1, Nfreqs, Npols)
                 data, flag = data[:, 0], flag[:, 0]
             parts["data"].append(np.transpose(data[:, :, hands], (0, 2, 1)))

@@ -30,7 +30,7 @@ from .. import calibrators, naming
 from ..errors import PermanentStepError
 from ._casa import casa, table
 
-DEFAULTS = {"solint_short": "int", "minsnr": 3.0, "rflag": True, "uvrange": "", "antenna": ""}
+DEFAULTS = {"solint_short": "int", "minsnr": 3.0, "rflag": True, "uvrange": "", "antenna": "", "diagnose": {}}
 
 
 def _spw_info(vis: str) -> list[dict]:
@@ -115,26 +115,31 @@ def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], p
                         scalebychan=True, usescratch=True)
                 setjy_out[str(fc["field_id"])][str(i)] = {"flux_jy": flux, "spix": spix,
                                                           "freq_hz": spws[i]["centre"], "model": fc["standard"]}
+        def need(path: str, what: str) -> None:
+            _need(path, what, vis=vis, field_ids=fc_ids[:1], spw_ids=ids, field=flux_cals[0]["name"],
+                  raw=p["diagnose"].get("raw", {}).get(flux_cals[0]["name"], []),
+                  chanbin=p["diagnose"].get("chanbin", 1))
+
         # antenna: "" (all) or "0,1,2&" = cross-correlations among the antennas kept (exclusions in config)
         common = {"vis": vis, "refant": ref, "minsnr": p["minsnr"], "uvrange": p["uvrange"], "antenna": p["antenna"]}
         t.gaincal(caltable=tab["G0"], field=fc_sel, spw=_central_channels(spws, ids), calmode="p",
                   solint=p["solint_short"], gaintype="G", **common)
-        _need(tab["G0"], "G0 (initial phase on the flux calibrator)")
+        need(tab["G0"], "G0 (initial phase on the flux calibrator)")
         t.gaincal(caltable=tab["K0"], field=fc_sel, spw=spw, gaintype="K", solint="inf", combine="scan",
                   gaintable=[tab["G0"]], **common)
-        _need(tab["K0"], "K0 (delay)")
+        need(tab["K0"], "K0 (delay)")
         t.bandpass(caltable=tab["B0"], field=fc_sel, spw=spw, solint="inf", combine="scan", bandtype="B",
                    solnorm=True, gaintable=[tab["G0"], tab["K0"]], **common)
-        _need(tab["B0"], "B0 (bandpass)")
+        need(tab["B0"], "B0 (bandpass)")
         g1_fields = ",".join(map(str, fc_ids + pc_ids))
         t.gaincal(caltable=tab["G1"], field=g1_fields, spw=spw, calmode="ap", solint="inf", gaintype="G",
                   gaintable=[tab["K0"], tab["B0"]], **common)
-        _need(tab["G1"], "G1 (gains on the calibrators)")
+        need(tab["G1"], "G1 (gains on the calibrators)")
         fs = {}
         if pc_ids:
             fs = t.fluxscale(vis=vis, caltable=tab["G1"], fluxtable=tab["F"], reference=[str(i) for i in fc_ids],
                              transfer=[str(i) for i in pc_ids], incremental=False) or {}
-            _need(tab["F"], "fluxscale table")
+            need(tab["F"], "fluxscale")
             gtab = tab["F"]
         else:
             gtab = tab["G1"]
@@ -275,10 +280,17 @@ def _append_logs(logs: list[str]) -> None:
             dst.write(f"\n--- flagging child ({log}) ---\n{text}")
 
 
-def _need(path: str, what: str) -> None:
-    if not os.path.isdir(path):
-        raise PermanentStepError(f"calibration produced no {what} table: too little unflagged data on the "
-                                 "calibrator, or a wrong reference antenna")
+def _need(path: str, what: str, *, vis: str, field_ids: list[int], spw_ids: list[int], field: str,
+          raw: list[str] = (), chanbin: int = 1) -> None:
+    """A missing calibration table fails the step with the cause measured on the calibrator's data
+    (:mod:`atarchive.casa.caldiag`), its figures in the step log."""
+    if os.path.isdir(path):
+        return
+    from . import caldiag
+
+    why, figures = caldiag.diagnose(vis, field_ids, spw_ids, field, raw=raw, chanbin=chanbin)
+    print(caldiag.figures_line(figures), flush=True)
+    raise PermanentStepError(f"calibration produced no {what} table: {why}")
 
 
 def _fluxscale_summary(fs: dict, pc_ids: list[int]) -> dict:

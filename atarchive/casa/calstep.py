@@ -100,7 +100,7 @@ def antenna_unflagged(per_ms: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, 
 
 def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,
         refant: str | None, exclude_antennas: list[str], params: dict, flag_tag: str = "",
-        flag_workers: int = 1) -> dict:
+        flag_workers: int = 1, diagnose: dict | None = None) -> dict:
     from atarchive.errors import PermanentStepError
 
     from . import calibrate as chain
@@ -139,14 +139,27 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
     if ref in excl:
         raise PermanentStepError(f"refant {names[ref]} is also in exclude_antennas")
     keep = [i for i in range(len(names)) if i not in excl]
-    params = {**params, "antenna": (",".join(map(str, keep)) + "&") if excl else ""}
+    params = {**params, "antenna": (",".join(map(str, keep)) + "&") if excl else "",
+              "diagnose": diagnose or {}}
     res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
                           targets=targets, refant=ref, spw_groups=spw_groups, params=params,
                           flag_workers=flag_workers)
     per_split = {sp["name"]: _unflagged_by_antenna(sp["path"]) for sp in res.get("splits", [])}
     empty = [name for name, (good, _) in per_split.items() if not good.sum() > 0]
     if empty:
-        raise PermanentStepError(f"no unflagged data left after calibration in field(s) {empty}")
+        fc_empty = [f for f in flux_cals if f["name"] in empty]
+        why = ""
+        if fc_empty:  # the calibrator itself: measure why (large delays, no coherent signal…)
+            from .caldiag import diagnose as measure_cause, figures_line
+
+            d = diagnose or {}
+            fc = fc_empty[0]
+            cause, figures = measure_cause(vis, [fc["field_id"]], sorted({i for g in spw_groups for i in g}),
+                                           fc["name"], raw=d.get("raw", {}).get(fc["name"], []),
+                                           chanbin=d.get("chanbin", 1))
+            print(figures_line(figures), flush=True)
+            why = f": {cause}"
+        raise PermanentStepError(f"no unflagged data left after calibration in field(s) {empty}{why}")
     unflagged = antenna_unflagged(list(per_split.values()))
     # Paths are reported where they will be after the reconciler renames outdir → final_dir.
     for sp in res.get("splits", []):

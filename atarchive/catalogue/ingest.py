@@ -3,6 +3,7 @@ derived from a session's file rows."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import PurePath
 
@@ -92,15 +93,21 @@ class IngestRows(Database):
                  max(f["end_mjd"] for f in ready) if ready else None,
                  first["ntimes"] if first else None, scan["id"]],
             )
-        # fields
-        self.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN "
-                          "(SELECT DISTINCT field FROM files WHERE session_id = ? AND field IS NOT NULL)", [sid, sid])
-        for f in self.q("SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
-                        "AND status = 'ready' GROUP BY field", [sid]):
+        # fields: those of ready files, and each phase centre of a file that uses several
+        centres = [(f["field"], f["ra"], f["dec"]) for f in self.q(
+            "SELECT field, MIN(ra_deg) AS ra, MIN(dec_deg) AS dec FROM files WHERE session_id = ? "
+            "AND status = 'ready' GROUP BY field", [sid])]
+        for f in errors:
+            for c in json.loads(f["header"] or "{}").get("phase_centres", []):
+                if c["name"] not in {n for n, _, _ in centres}:
+                    centres.append((c["name"], c["ra_deg"], c["dec_deg"]))
+        self.conn.execute("DELETE FROM fields WHERE session_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
+                          [sid, json.dumps([n for n, _, _ in centres])])
+        for name, ra, dec in centres:
             self.conn.execute(
                 "INSERT INTO fields(session_id, name, ra_deg, dec_deg) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(session_id, name) DO UPDATE SET ra_deg = excluded.ra_deg, dec_deg = excluded.dec_deg",
-                [sid, f["field"], f["ra"], f["dec"]],
+                [sid, name, ra, dec],
             )
         # LOs
         self.conn.execute("DELETE FROM los WHERE session_id = ?", [sid])

@@ -28,6 +28,13 @@ HEADER_CHUNK = 32  # headers per task of the parallel read
 MAIN_READS_TOO = True  # while the workers start, this process reads the chunks they have not begun
 
 
+def _indexed_before_centres(old: dict | None) -> bool:
+    """A ready file indexed before the field came from ``phase_center_id_array`` (its header record
+    lacks ``phase_centre_ids``): read its header once more, it may have been given the wrong field."""
+    return bool(old) and old["status"] == "ready" and old["kind"] == "uvh5" and \
+        "phase_centre_ids" not in (old["header"] or "")
+
+
 def _read_or_error(path: str):
     try:
         return read_header(path)
@@ -157,7 +164,8 @@ class Indexer:
             for found, _ in items:
                 old = known.get(str(found.path))
                 unchanged = old is not None and old["size"] == found.size and old["mtime"] == found.mtime
-                if found.error or (unchanged and old["status"] in ("ready", "error")):
+                if found.error or (unchanged and old["status"] in ("ready", "error")
+                                   and not _indexed_before_centres(old)):
                     continue
                 if unchanged or now - found.mtime >= stable_s:  # may be ready this pass
                     todo.append(str(found.path))
@@ -212,7 +220,8 @@ class Indexer:
                     report.errors.append((path, found.error))
                     continue
                 same = old is not None and old["size"] == found.size and old["mtime"] == found.mtime
-                if same and old["status"] in ("ready", "error"):
+                reread = same and _indexed_before_centres(old)
+                if same and old["status"] in ("ready", "error") and not reread:
                     if old["status"] == "error":
                         report.errors.append((path, old["error"]))
                     continue  # unchanged: no header read
@@ -261,8 +270,17 @@ class Indexer:
                     field=hdr.field, ra_deg=hdr.ra_deg, dec_deg=hdr.dec_deg,
                     header=json.dumps({"telescope": hdr.telescope, "polarizations": hdr.polarizations,
                                        "antenna_names": hdr.antenna_names,
-                                       "phase_type": hdr.phase_type}),
+                                       "phase_type": hdr.phase_type,
+                                       "phase_centre_ids": [c["id"] for c in hdr.phase_centres]}),
                 )
+                several = hdr.several_centres()
+                if several:  # each centre is a field of the session, but the chain needs one per file
+                    row.update(status="error", error=several,
+                               header=json.dumps({**json.loads(row["header"]), "phase_centres": hdr.phase_centres}))
+                    report.errors.append((path, several))
+                if reread and (row["status"] != "ready" or row["field"] != old["field"]
+                               or row["ra_deg"] != old["ra_deg"] or row["dec_deg"] != old["dec_deg"]):
+                    changed = True  # indexed wrongly before: the session is summarised again
                 cat.upsert_file(row)
             if changed or srow is None or srow["ingest_state"] != "ready":
                 cat.summarise_session(sid, now if changed else None)

@@ -37,6 +37,17 @@ class Header:
     polarizations: list[int]
     antenna_names: list[str] = field(default_factory=list)
     phase_type: str = "sidereal"
+    # every phase centre the data use (``phase_center_id_array``), in order of first use; ``field``
+    # is the first. More than one: the file holds several fields (see ``several_centres``).
+    phase_centres: list[dict] = field(default_factory=list)
+
+    def several_centres(self) -> str | None:
+        """One line naming the centres when the data use more than one, else None."""
+        if len(self.phase_centres) < 2:
+            return None
+        return f"data use {len(self.phase_centres)} phase centres (" + ", ".join(
+            _describe(c) for c in self.phase_centres) + "): one field per file is supported; " \
+            "cut it per centre (pyuvdata select(phase_center_ids=...))"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +129,9 @@ def read_header(path: str | os.PathLike) -> Header:
             times = _ds(h, "time_array")
             itime = float(np.asarray(_ds(h, "integration_time")).ravel()[0])
             names = [_str(n) for n in _opt(h, "antenna_names", [])]
-            field_name, ra, dec, ptype = _phase_centre(h)
+            centres = _phase_centres(h, nblts)
+            first = centres[0]
+            field_name, ra, dec, ptype = first["name"], first["ra_deg"], first["dec_deg"], first["type"]
             return Header(
                 nants_data=int(_scalar(h, "Nants_data")),
                 nants_telescope=int(_scalar(h, "Nants_telescope", len(names) or 0)),
@@ -138,6 +151,7 @@ def read_header(path: str | os.PathLike) -> Header:
                 polarizations=[int(p) for p in np.asarray(_ds(h, "polarization_array")).ravel()],
                 antenna_names=names,
                 phase_type=ptype,
+                phase_centres=centres,
             )
     except IngestError:
         raise
@@ -159,24 +173,71 @@ def _check_not_truncated(f: h5py.File, vis: h5py.Dataset, size: int) -> None:
         raise IngestError(f"truncated file: visibility data ends at byte {offset + nbytes}, file has {size}")
 
 
-def _phase_centre(h: h5py.Group) -> tuple[str, float | None, float | None, str]:
+def _describe(c: dict) -> str:
+    if c["ra_deg"] is None or c["dec_deg"] is None:
+        return f"{c['name']} (id {c['id']}, {c['type']})"
+    return f"{c['name']} (id {c['id']}, {c['ra_deg']:.5f} {c['dec_deg']:+.5f})"
+
+
+def _same_source(a: dict, b: dict, tol_deg: float = 1.0 / 3600) -> bool:
+    if a["name"] != b["name"] or a["type"] != b["type"]:
+        return False
+    if None in (a["ra_deg"], a["dec_deg"], b["ra_deg"], b["dec_deg"]):
+        return a["ra_deg"] == b["ra_deg"] and a["dec_deg"] == b["dec_deg"]
+    dra = (a["ra_deg"] - b["ra_deg"] + 180.0) % 360.0 - 180.0
+    return abs(a["dec_deg"] - b["dec_deg"]) < tol_deg and abs(dra * math.cos(math.radians(a["dec_deg"]))) < tol_deg
+
+
+def _catalogue_entry(cat: h5py.Group, key: str) -> dict:
+    c = cat[key]
+    name = _str(_opt(c, "cat_name", b"unknown"))
+    ctype = _str(_opt(c, "cat_type", b"sidereal"))
+    ra = dec = None
+    if ctype != "unprojected":
+        lon = _opt(c, "cat_lon", None)
+        lat = _opt(c, "cat_lat", None)
+        ra = math.degrees(float(lon)) % 360.0 if lon is not None else None
+        dec = math.degrees(float(lat)) if lat is not None else None
+    return {"id": int(key) if key.lstrip("-").isdigit() else key, "name": name, "ra_deg": ra, "dec_deg": dec,
+            "type": ctype}
+
+
+def _phase_centres(h: h5py.Group, nblts: int) -> list[dict]:
+    """The phase-centre catalogue entries the data use, in order of first use.
+
+    pyuvdata's ``select()`` keeps every catalogue entry, so a per-scan file cut from a multi-source
+    observation lists all the sources; ``phase_center_id_array`` (one small int per baseline-time)
+    says which ones its data use. Without a catalogue: the old single-centre header keywords.
+    """
     cat = h.get("phase_center_catalog")
-    if cat is not None:
-        ids = sorted(cat.keys(), key=lambda k: int(k) if k.isdigit() else 0)
-        if ids:
-            c = cat[ids[0]]
-            name = _str(_opt(c, "cat_name", b"unknown"))
-            ctype = _str(_opt(c, "cat_type", b"sidereal"))
-            if ctype == "unprojected":
-                return name, None, None, ctype
-            lon = _opt(c, "cat_lon", None)
-            lat = _opt(c, "cat_lat", None)
-            lon = float(lon) if lon is not None else None
-            lat = float(lat) if lat is not None else None
-            return name, (math.degrees(lon) % 360.0 if lon is not None else None), (
-                math.degrees(lat) if lat is not None else None
-            ), ctype
+    if cat is not None and len(cat.keys()):
+        keys = {int(k) if k.lstrip("-").isdigit() else k: k for k in cat.keys()}
+        try:
+            ids = np.asarray(_ds(h, "phase_center_id_array")).ravel()
+        except KeyError:
+            ids = None
+        if ids is None:
+            if len(keys) > 1:
+                raise IngestError(f"phase_center_catalog has {len(keys)} entries but the header has no "
+                                  "phase_center_id_array to say which the data use")
+            used = list(keys)
+        else:
+            if ids.size != nblts:
+                raise IngestError(f"phase_center_id_array has {ids.size} entries, Nblts says {nblts}")
+            uniq, first = np.unique(ids, return_index=True)
+            used = [int(u) for u in uniq[np.argsort(first)]] or sorted(keys, key=str)[:1]
+            unknown = [u for u in used if u not in keys]
+            if unknown:
+                raise IngestError(f"phase_center_id_array uses id(s) {unknown} that phase_center_catalog "
+                                  f"lacks (it has {sorted(keys, key=str)})")
+        out: list[dict] = []
+        for u in used:  # entries repeating one source (same name and position) are one field
+            c = _catalogue_entry(cat, keys[u])
+            if not any(_same_source(c, o) for o in out):
+                out.append(c)
+        return out
     name = _str(h["object_name"][()]) if "object_name" in h else "unknown"
     if "phase_center_ra" in h and "phase_center_dec" in h:
-        return name, math.degrees(float(h["phase_center_ra"][()])) % 360.0, math.degrees(float(h["phase_center_dec"][()])), "sidereal"
-    return name, None, None, "unprojected"
+        return [{"id": 0, "name": name, "ra_deg": math.degrees(float(h["phase_center_ra"][()])) % 360.0,
+                 "dec_deg": math.degrees(float(h["phase_center_dec"][()])), "type": "sidereal"}]
+    return [{"id": 0, "name": name, "ra_deg": None, "dec_deg": None, "type": "unprojected"}]

@@ -35,6 +35,19 @@ def role_params(view: SessionView) -> dict:
     }
 
 
+def flux_cal_raw(view: SessionView) -> dict[str, list[str]]:
+    """Flux calibrator → the uvh5 files of its scan that concat keeps (its last), one LO: read only if
+    calibration fails, to measure why at the native channel width."""
+    out = {}
+    for fc in view.roles.names("flux_cal"):
+        scans = [s for s in view.used_scans if s["field"] == fc and s["stem"] not in view.dropped]
+        if scans:
+            by_lo = {lo: fs for (sid, lo), fs in view.files_by_scan_lo.items() if sid == scans[-1]["id"]}
+            if by_lo:
+                out[fc] = [f["path"] for f in by_lo[min(by_lo)]]
+    return out
+
+
 class Calibrate(Step):
     name = StepName.CALIBRATE
     casa_tools = True
@@ -58,6 +71,7 @@ class Calibrate(Step):
                 outputs=[naming.cal_dir(view.sdir)],
                 payload={
                     "vis": str(u.spec.outputs[0]),
+                    "flux_cal_raw": flux_cal_raw(view),
                     "lo_ranges": {lo["name"]: [lo["freq_start_hz"], lo["freq_end_hz"]] for lo in view.los},
                 },
             )
@@ -84,6 +98,8 @@ class Calibrate(Step):
             "refant": p["refant"],
             "exclude_antennas": p["exclude_antennas"],
             "params": c.model_dump(include={"solint_short", "minsnr", "rflag"}),
+            # to measure why a calibrator gives no solutions (not parameters of the product)
+            "diagnose": {"raw": spec.payload.get("flux_cal_raw", {}), "chanbin": ctx.view.cfg.steps.compress.chanbin},
             "flag_tag": spec.inputs[input_key(StepName.FIX)][:12],
             # fields are flagged in parallel after calibration; not a parameter of the product
             "flag_workers": ctx.view.cfg.execution.n_workers(),

@@ -16,9 +16,7 @@ from atarchive import config
 from atarchive.catalogue import Catalogue
 
 REPO = Path(__file__).resolve().parent.parent
-ATA_REAL = REPO.parent / "shared" / "data" / "ata-real"
-if not ATA_REAL.is_dir():  # CI clones next to shared/
-    ATA_REAL = Path("/work/shared/data/ata-real")
+ATA_REAL = REPO / "tests" / "data" / "ata-real"  # two real ATA subband files (BSD-2, see its LICENSE)
 REAL_STEM = "uvh5_60647_62965_9760406_3c286_0001"
 REAL_FILES = {352: ATA_REAL / f"ata.LoA.C0352.{REAL_STEM}.uvh5", 544: ATA_REAL / f"ata.LoA.C0544.{REAL_STEM}.uvh5"}
 

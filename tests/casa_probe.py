@@ -220,3 +220,42 @@ def casa_pb2017(ms: str, sources: dict, freqs_hz: list[float]) -> dict:
         got = res[str(fid)]
         out[name] = [float(got[str(i)]["fluxd"][0]) for i in range(len(freqs_hz))]
     return {"by_source": out}
+
+
+def caltable_refants(caldir: str) -> dict:
+    """Reference antenna (ANTENNA2) names of the unflagged solutions of every caltable under ``caldir``
+    that records one (ANTENNA2 column, not all -1): {"by_table": {table name: sorted names}}."""
+    from atarchive.casa._casa import table
+
+    out = {}
+    for name in sorted(os.listdir(caldir)):
+        path = os.path.join(caldir, name)
+        if not os.path.isfile(os.path.join(path, "table.dat")):
+            continue
+        tb = table(path)
+        try:
+            if "ANTENNA2" not in tb.colnames() or tb.nrows() == 0:
+                continue
+            ant2, flag = tb.getcol("ANTENNA2"), tb.getcol("FLAG")
+        finally:
+            tb.close()
+        names = list(table(os.path.join(path, "ANTENNA")).getcol("NAME"))
+        good = ~flag.all(axis=(0, 1))
+        if np.all(ant2[good] < 0):  # no reference recorded (delay solutions)
+            continue
+        out[name] = sorted({names[a] if a >= 0 else "none" for a in ant2[good]})
+    return {"by_table": out}
+
+
+def ms_times_by_scan(ms: str) -> dict:
+    """Unique TIMEs (s) of each scan number and the field names of each scan."""
+    from atarchive.casa._casa import table
+
+    tb = table(ms)
+    try:
+        scans, times, fields = tb.getcol("SCAN_NUMBER"), tb.getcol("TIME"), tb.getcol("FIELD_ID")
+    finally:
+        tb.close()
+    names = list(table(os.path.join(ms, "FIELD")).getcol("NAME"))
+    return {"by_scan": {str(int(s)): {"times": np.unique(times[scans == s]).tolist(),
+                          "fields": sorted({names[f] for f in fields[scans == s]})} for s in np.unique(scans)}}

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import psutil
@@ -132,3 +133,38 @@ def test_run_killed_mid_step_is_cleaned_by_the_next_run(tmp_path):
     out = json.loads(_cli(conf, "run", "--until", "copy", "--json").stdout)
     assert out["interrupted_cleaned"] == 1 and out["failed"] == []
     assert [r["status"] for r in _runs(conf, GOOD)] == ["interrupted", "done"]
+
+
+def test_a_unit_is_recorded_done_only_once_its_products_are_in_place(tmp_path, monkeypatch):
+    """Crash safety rests on this order: product renamed into place, then the run recorded done (a
+    crash in between leaves a product that is not trusted, never a done run without its product).
+    The reconciler runs in this process; at the moment the catalogue records a run done, its products
+    must be at their final paths with no temporary sibling left."""
+    from atarchive import config
+    from atarchive.catalogue import Catalogue
+    from atarchive.reconciler import Reconciler
+
+    put_real_nested(tmp_path / "storage")
+    conf = _conf(tmp_path)
+    assert _cli(conf, "scan").returncode == 0
+    seen = []
+    finish_run = Catalogue.finish_run
+
+    def checked(self, run_id, **fields):
+        if fields.get("status") == "done":
+            paths = [Path(r["path"]) for r in self.q("SELECT path FROM products WHERE run_id = ?", [run_id])]
+            seen.append((run_id, [(str(p), p.exists(), [x.name for x in p.parent.glob(p.name + ".tmp-*")])
+                                  for p in paths]))
+        return finish_run(self, run_id, **fields)
+
+    monkeypatch.setattr(Catalogue, "finish_run", checked)
+    cfg = config.load(conf)
+    cat = Catalogue(cfg.catalogue)
+    try:
+        Reconciler(cfg, cat).run([cat.session(GOOD)], until="compress")
+    finally:
+        cat.close()
+    assert len(seen) == 2  # copy and compress
+    for run_id, prods in seen:
+        assert prods, f"run {run_id} recorded done with no product"
+        assert all(exists and not tmps for _, exists, tmps in prods), prods

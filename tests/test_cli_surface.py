@@ -34,6 +34,7 @@ def _cli(*args, env=None, timeout=300):
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.casa
 def test_doctor_json_reports_versions_and_casa_offline(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import put_real_nested
 
+pytestmark = pytest.mark.casa  # child processes convert the real files
 EXE = [sys.executable, "-m", "atarchive"]
 GOOD, BAD = "p001/2024-12-12-17:29:25", "p002/2024-12-13-01:00:00"
 

@@ -22,7 +22,7 @@ import pytest
 
 from atarchive.casa.runner import run_in_child
 from atarchive.simulate import preset, simulate
-from conftest import REPO, atarchive_ok
+from conftest import REPO, assert_png_shows_something, atarchive_ok
 
 pytestmark = pytest.mark.casa
 KEY = "ptiny/2025-03-15-10:40:00"
@@ -170,3 +170,22 @@ def test_image_cell_size_weighting_niter_rounds(sess):
         # niter stopped every clean (not the 5 x rms threshold), and only the dirty image had niter=0
         assert log.count("Reached global stopping criterion : iteration limit") >= ROUNDS
         assert f"niter={NITER}," in log
+
+
+def test_reprocess_now_rebuilds_the_report_at_once(sess):
+    """`reprocess --from report --now` runs the report there and then (no `run` needed), and only it;
+    the page it makes shows every image as a thumbnail that is not blank."""
+    with sqlite3.connect(sess["root"] / "cat.db") as c:
+        before = c.execute("SELECT COALESCE(MAX(id), 0) FROM step_runs").fetchone()[0]
+    out = atarchive_ok(sess["conf"], "reprocess", KEY, "--from", "report", "--now")
+    assert "now" in out
+    with sqlite3.connect(sess["root"] / "cat.db") as c:
+        ran = c.execute("SELECT step, status FROM step_runs WHERE id > ?", [before]).fetchall()
+    assert ran == [("report", "done")]
+    assert "nothing to run" in atarchive_ok(sess["conf"], "run")
+    rep = json.loads(atarchive_ok(sess["conf"], "report", "--list", "--json"))
+    (page,) = [Path(r["path"]) for r in rep]
+    thumbs = sorted(page.parent.glob("img_*.png"))
+    assert len(thumbs) == len(_runs(sess, "image")) == 4
+    for t in thumbs:
+        assert_png_shows_something(t, thumbnail=True)

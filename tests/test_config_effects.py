@@ -85,8 +85,12 @@ def test_session_reaches_done(sess):
 
 def test_refant_override_is_the_reference_antenna_of_every_caltable(sess):
     got = _probe(sess, "caltable_refants", caldir=str(sess["sdir"] / "cal"))["by_table"]
-    assert got, "no caltable with solutions found"
+    # gain and bandpass solutions at least (delay tables record no reference)
+    assert any(t.startswith("G") for t in got) and any(t.startswith("B") for t in got), got
     assert {t: v for t, v in got.items() if v != [sess["refant"]]} == {}, sess["refant"]
+    (cal,) = _runs(sess, "calibrate")
+    res = json.loads(cal["result"])
+    assert res["refant_name"] == sess["refant"] and "set in config" in res["refant_reason"]
 
 
 def test_exclude_scans_and_targets_override_shape_concat_and_images(sess):

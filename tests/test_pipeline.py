@@ -165,6 +165,7 @@ def _image_results(chain, key) -> dict:
     return {r["unit"]: json.loads(r["result"]) for r in rows}
 
 
+@pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")  # CASA's FITS: MJD-OBS, OBSGEO filled in
 @pytest.mark.parametrize("key,truth_name", [(TINY, "tiny"), (WIDE, "two-targets-wide")])
 def test_fits_images_have_celestial_wcs_beam_and_peak_at_the_true_position(chain, key, truth_name):
     """What a user opening the FITS relies on: sky coordinates, the restoring beam, and the source

@@ -9,9 +9,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
-# real ATA example files (headers usable): beside the checkout, as in CI, or in the workplace
-REAL = next((p for p in [REPO.parent / "shared/data/ata-real", Path("/work/shared/data/ata-real")] if p.is_dir()),
-            REPO.parent / "shared/data/ata-real")
+# real ATA example files (headers usable), kept in the repository's test data
+REAL = REPO / "tests" / "data" / "ata-real"
 
 
 def save(name: str, data: dict) -> Path:

@@ -2,7 +2,8 @@
 
 The daemon rescans the storage every `poll_seconds`, plans every `heartbeat_seconds`; nothing needs
 doing. Measures the daemon's CPU time (user + system, children included) over one minute after it
-settled. Usage: python bench/daemon_idle.py [--sessions 1000] [--seconds 60] [--poll 30]
+reported itself idle in the catalogue (activity "idle" in a fresh heartbeat, after its first rescan);
+fails loudly if it never does, or if it is not idle at the end of the window. Usage: python bench/daemon_idle.py [--sessions 1000] [--seconds 60] [--poll 30]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,37 @@ def make_storage(root: Path, n: int) -> None:
             os.link(f, d / f"{stem}.uvh5")
 
 
+def daemon_row(catalogue: Path) -> dict:
+    c = sqlite3.connect(f"file:{catalogue}?mode=ro", uri=True, timeout=30)
+    c.row_factory = sqlite3.Row
+    try:
+        row = c.execute("SELECT * FROM daemon WHERE id = 1").fetchone()
+        return dict(row) if row else {}
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    finally:
+        c.close()
+
+
+def wait_idle(catalogue: Path, d: subprocess.Popen, since: float, timeout: float) -> float:
+    """Wait until the daemon says, in the catalogue, that it is idle: activity "idle" in two heartbeats
+    written after `since` (its first rescan and plan done, nothing running). Returns the seconds waited;
+    exits loudly if the daemon dies or never gets there."""
+    seen = []
+    while time.time() - since < timeout:
+        if d.poll() is not None:
+            raise SystemExit(f"daemon exited with code {d.returncode} before it was idle")
+        row = daemon_row(catalogue)
+        if row and row.get("heartbeat", 0) > since and row.get("stopped") is None:
+            seen = [r for r in seen if r[1] == "idle"] if row["activity"] == "idle" else []
+            if not seen or seen[-1][0] != row["heartbeat"]:
+                seen.append((row["heartbeat"], row["activity"]))
+            if len(seen) >= 2:
+                return time.time() - since
+        time.sleep(0.5)
+    raise SystemExit(f"daemon never reported idle within {timeout:.0f} s (last: {daemon_row(catalogue)})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=1000)
@@ -71,13 +104,14 @@ def main() -> int:
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         try:
             proc = psutil.Process(d.pid)
-            time.sleep(10.0)  # start-up: imports, first rescan, first plan
+            waited = wait_idle(cfg.catalogue, d, since=time.time(), timeout=600.0)
             c0 = proc.cpu_times()
             w0 = time.time()
             time.sleep(args.seconds)
             c1 = proc.cpu_times()
             wall = time.time() - w0
             alive = d.poll() is None
+            end_activity = daemon_row(cfg.catalogue)["activity"]
         finally:
             d.send_signal(signal.SIGTERM)
             _, errs = d.communicate(timeout=120)
@@ -87,10 +121,14 @@ def main() -> int:
         data = {"sessions": nsess, "files": nsess * 2, "index_s": round(index_s, 2), "poll_seconds": args.poll,
                 "heartbeat_seconds": cfg.daemon.heartbeat_seconds, "window_s": round(wall, 1),
                 "cpu_s": round(cpu, 3), "cpu_percent_of_one_core": round(pct, 2), "steps_run": len(ran),
-                "daemon_alive": alive, "goal_cpu_percent": 5.0}
+                "daemon_alive": alive, "settle_s": round(waited, 1), "activity_at_end": end_activity,
+                "goal_cpu_percent": 5.0}
         save("daemon_idle", data)
         print(line(f"daemon idle CPU, {nsess} sessions, poll {args.poll:.0f} s", f"{pct:.2f}", "% core", "< 5 %",
                    pct < 5.0 and alive and not ran))
+        if not alive or end_activity != "idle" and not end_activity.startswith("scanning"):
+            raise SystemExit(f"daemon not idle at the end of the window (alive={alive}, activity={end_activity!r}): "
+                             "the measurement is not of an idle daemon")
     return 0
 
 

@@ -180,3 +180,82 @@ def flagged_by_scan(ms: str) -> dict:
     per_row = fl.mean(axis=(0, 1))
     cross = a1 != a2
     return {"by_scan": {str(int(s)): float(per_row[cross & (scan == s)].mean()) for s in np.unique(scan[cross])}}
+
+
+def casa_pb2017(ms: str, sources: dict, freqs_hz: list[float]) -> dict:
+    """CASA's own Perley-Butler 2017 Stokes I flux density of each source at each frequency: a small MS
+    made with casatools' simulator (one field per source, named as CASA's standard names it; one
+    narrow one-channel spw per frequency), then ``setjy(standard='Perley-Butler 2017')``.
+    ``sources``: name → [ra_deg, dec_deg]. Returns {"by_source": {name: [Jy per frequency]}}."""
+    from atarchive.casa._casa import casa
+
+    ct, tasks = casa()
+    me, qa = ct.measures(), ct.quanta()
+    sm = ct.simulator()
+    sm.open(ms)
+    try:
+        # three antennas of a small E-W array (positions only matter for uvw)
+        sm.setconfig(telescopename="VLA", x=[0.0, 100.0, 250.0], y=[0.0, 0.0, 0.0], z=[0.0, 0.0, 0.0],
+                     dishdiameter=[6.1] * 3, mount=["alt-az"] * 3, antname=["a0", "a1", "a2"],
+                     coordsystem="local", referencelocation=me.observatory("VLA"))
+        sm.setfeed(mode="perfect X Y")
+        for i, f in enumerate(freqs_hz):
+            sm.setspwindow(spwname=f"spw{i}", freq=f"{f}Hz", deltafreq="1kHz", freqresolution="1kHz",
+                           nchannels=1, stokes="XX YY")
+        for name, (ra, dec) in sources.items():
+            sm.setfield(sourcename=name, sourcedirection=me.direction("J2000", f"{ra}deg", f"{dec}deg"))
+        sm.setlimits(shadowlimit=0.001, elevationlimit="-90deg")
+        sm.setauto(autocorrwt=0.0)
+        sm.settimes(integrationtime="10s", usehourangle=True, referencetime=me.epoch("utc", "2025/03/15/00:00:00"))
+        t = 0
+        for name in sources:
+            for i in range(len(freqs_hz)):
+                sm.observe(name, f"spw{i}", starttime=f"{t}s", stoptime=f"{t + 10}s")
+                t += 10
+    finally:
+        sm.close()
+    out = {}
+    for fid, name in enumerate(sources):
+        res = tasks.setjy(vis=ms, field=str(fid), standard="Perley-Butler 2017", usescratch=False)
+        got = res[str(fid)]
+        out[name] = [float(got[str(i)]["fluxd"][0]) for i in range(len(freqs_hz))]
+    return {"by_source": out}
+
+
+def caltable_refants(caldir: str) -> dict:
+    """Reference antenna (ANTENNA2) names of the unflagged solutions of every caltable under ``caldir``
+    that records one (ANTENNA2 column, not all -1): {"by_table": {table name: sorted names}}."""
+    from atarchive.casa._casa import table
+
+    out = {}
+    for name in sorted(os.listdir(caldir)):
+        path = os.path.join(caldir, name)
+        if not os.path.isfile(os.path.join(path, "table.dat")):
+            continue
+        tb = table(path)
+        try:
+            if "ANTENNA2" not in tb.colnames() or tb.nrows() == 0:
+                continue
+            ant2, flag = tb.getcol("ANTENNA2"), tb.getcol("FLAG")
+        finally:
+            tb.close()
+        names = list(table(os.path.join(path, "ANTENNA")).getcol("NAME"))
+        good = ~flag.all(axis=(0, 1))
+        if np.all(ant2[good] < 0):  # no reference recorded (delay solutions)
+            continue
+        out[name] = sorted({names[a] if a >= 0 else "none" for a in ant2[good]})
+    return {"by_table": out}
+
+
+def ms_times_by_scan(ms: str) -> dict:
+    """Unique TIMEs (s) of each scan number and the field names of each scan."""
+    from atarchive.casa._casa import table
+
+    tb = table(ms)
+    try:
+        scans, times, fields = tb.getcol("SCAN_NUMBER"), tb.getcol("TIME"), tb.getcol("FIELD_ID")
+    finally:
+        tb.close()
+    names = list(table(os.path.join(ms, "FIELD")).getcol("NAME"))
+    return {"by_scan": {str(int(s)): {"times": np.unique(times[scans == s]).tolist(),
+                          "fields": sorted({names[f] for f in fields[scans == s]})} for s in np.unique(scans)}}

@@ -16,9 +16,7 @@ from atarchive import config
 from atarchive.catalogue import Catalogue
 
 REPO = Path(__file__).resolve().parent.parent
-ATA_REAL = REPO.parent / "shared" / "data" / "ata-real"
-if not ATA_REAL.is_dir():  # CI clones next to shared/
-    ATA_REAL = Path("/work/shared/data/ata-real")
+ATA_REAL = REPO / "tests" / "data" / "ata-real"  # two real ATA subband files (BSD-2, see its LICENSE)
 REAL_STEM = "uvh5_60647_62965_9760406_3c286_0001"
 REAL_FILES = {352: ATA_REAL / f"ata.LoA.C0352.{REAL_STEM}.uvh5", 544: ATA_REAL / f"ata.LoA.C0544.{REAL_STEM}.uvh5"}
 
@@ -106,3 +104,42 @@ def atarchive_ok(conf: Path, *args: str, timeout: float = 600) -> str:
                        text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, (args, p.stdout[-2000:], p.stderr[-2000:])
     return p.stdout
+
+
+def assert_png_shows_something(path: Path, thumbnail: bool = False):
+    """A PNG that decodes and shows something: not one flat colour. A thumbnail of an image: its field's
+    source, drawn in the colour map's brightest colours (inferno: yellow-white, red channel ~1; the
+    beam ellipse is cyan, no red), in the middle of the image area. Returns the pixels."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    a = imread(path)[..., :3]
+    h, w = a.shape[:2]
+    assert h >= 100 and w >= 100, (path, a.shape)
+    assert a.std() > 0.05, (path, float(a.std()))
+    if thumbnail:
+        mid = a[h // 4:3 * h // 4, w // 4:3 * w // 4]
+        assert mid[..., 0].max() > 0.8, (path, float(mid[..., 0].max()))  # ~0.98 with a source, 0 blank
+    return a
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory):
+    """The `tiny` preset processed once, uninterrupted and serially (one worker, threads executor),
+    through the CLI: the record other runs of the same source files (Dask, crashes) are compared with.
+    Its storage is shared read-only; fingerprints include the source files' paths."""
+    import json
+
+    from atarchive.simulate import preset, simulate
+
+    root = tmp_path_factory.mktemp("tiny_reference")
+    truth = json.loads(simulate(preset("tiny"), root / "storage").truth_path.read_text())
+    (root / "serial").mkdir()
+    conf = root / "serial" / "atarchive.toml"
+    conf.write_text(f'storage_roots = ["{root / "storage"}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
+                    "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
+                    '[execution]\nexecutor = "threads"\nworkers = 1\n')
+    atarchive_ok(conf, "scan")
+    run = json.loads(atarchive_ok(conf, "run", "--json", timeout=900))
+    return {"storage": root / "storage", "truth": truth, "conf": conf, "db": conf.parent / "cat.db",
+            "work": conf.parent / "work", "run": run}

@@ -53,9 +53,24 @@ def test_every_split_is_flagged_by_this_process_or_a_helper(tmp_path):
         assert run_in_child("tests.casa_probe:inject_rfi", {"ms": str(p), "chan": 5, "amp": 1e3}, **kw) > 0
         paths.append(str(p))
     res = run_in_child("tests.casa_probe:flag_in_parallel", {"paths": paths, "workers": 2}, **kw)["by_ms"]
-    assert sorted(r["here"] for r in res.values()) == [False, True, True]  # one share went to the helper
+    # Who flagged what, from each process's own CASA log: this process's, then each helper child's
+    # (appended after a marker). Not from flag_splits' return value: a helper that flagged nothing
+    # (or this process flagging everything itself) must fail here.
+    log = (tmp_path / "flag.log").read_text()
+    sections = log.split("--- flagging child (")
+    assert len(sections) == 2, "expected this process's log and one helper's"
+
+    def flagged_in(text, mode):
+        return {p for p in paths if f"flagdata( vis='{p}', mode='{mode}'" in text}
+
+    by_proc = [flagged_in(sec, "tfcrop") for sec in sections]
+    assert [flagged_in(sec, "rflag") for sec in sections] == by_proc  # rflag after tfcrop, same process
+    assert len(by_proc[1]) == 1 and len(by_proc[0]) == 2, by_proc  # the helper took one split
+    assert by_proc[0] | by_proc[1] == set(paths) and not by_proc[0] & by_proc[1]  # each split once
+    helper_log = Path(sections[1].split(")", 1)[0])
+    assert helper_log.is_file() and flagged_in(helper_log.read_text(), "tfcrop") == by_proc[1]
+    # what the helper flagged is in its split's FLAG column: the RFI channel, in every split
+    assert {p for p, r in res.items() if not r["here"]} == by_proc[1]
     for p, r in res.items():
         assert r["per_chan"][5] > 0.9, (p, r["per_chan"])  # the RFI channel, in every split
         assert r["all"] < 0.5, (p, r["all"])  # and not the whole split
-    log = (tmp_path / "flag.log").read_text()
-    assert "--- flagging child" in log and log.count("flagdata") >= 6

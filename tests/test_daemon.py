@@ -204,9 +204,13 @@ def test_low_disk_pauses_new_work(conf, tmp_path):
         st = wait_for(lambda: (s := status(conf))["daemon"] and "paused" in (s["daemon"]["activity"] or "") and s,
                       timeout=60)
         assert "free" in st["daemon"]["activity"]
-        # indexing goes on, processing does not start
+        # indexing goes on, processing does not start: still paused, and nothing run, in heartbeats
+        # written two seconds after the session became eligible (ready, idle for session_idle_seconds)
         wait_for(lambda: status(conf)["sessions"][0]["ingest_state"] == "ready", timeout=30)
-        time.sleep(3)
+        (row,) = _catalogue_rows(conf, "SELECT last_change FROM sessions")
+        eligible_at = row["last_change"] + 1  # session_idle_seconds = 1
+        wait_for(lambda: (d := status(conf)["daemon"])["heartbeat"] > eligible_at + 2 and "paused" in d["activity"],
+                 timeout=60)
         assert _catalogue_rows(conf, "SELECT 1 FROM step_runs") == []
     finally:
         d.send_signal(signal.SIGTERM)

@@ -1,16 +1,20 @@
-"""The dask.distributed executor (a LocalCluster of two worker processes) gives the products a serial
-run (one thread worker) gives: the session reaches done, fluxes match the simulator's truth and the
-serial run's, and every unit's recorded fingerprint is the serial run's."""
+"""The dask.distributed executor (a LocalCluster of two worker processes) gives what a serial run
+(one thread worker, `tiny_reference`) gives from the same source files: the session reaches done,
+fluxes match the simulator's truth and the serial run's, and what the executor could get wrong is
+the same — the catalogue's flux and product rows, the units run, the calibrated MS and the images."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from atarchive.simulate import preset, simulate
-from conftest import assert_fluxes_match_truth, atarchive_ok
+from atarchive.casa.runner import run_in_child
+from conftest import REPO, assert_fluxes_match_truth, atarchive_ok
 
 pytestmark = pytest.mark.casa
 pytest.importorskip("distributed")
@@ -26,30 +30,73 @@ def _conf(path, storage, executor: str, workers: int):
     return conf
 
 
-def _done_fingerprints(conf) -> dict:
-    with sqlite3.connect(conf.parent / "cat.db") as c:
-        return {(s, u): f for s, u, f in c.execute(
-            "SELECT step, unit, fingerprint FROM step_runs WHERE status = 'done' ORDER BY id")}
+def _rows(db, sql):
+    with sqlite3.connect(db) as c:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute(sql)]
 
 
-def test_dask_local_cluster_runs_the_chain(tmp_path):
-    truth = json.loads(simulate(preset("tiny"), tmp_path / "storage").truth_path.read_text())
-    conf = _conf(tmp_path / "dask", tmp_path / "storage", "dask", 2)
+def _done_fingerprints(db) -> dict:
+    return {(r["step"], r["unit"]): r["fingerprint"] for r in _rows(
+        db, "SELECT step, unit, fingerprint FROM step_runs WHERE status = 'done' ORDER BY id")}
+
+
+def _products(db, work: Path) -> dict:
+    """(step, unit, kind) → product path relative to the work root."""
+    return {(r["step"], r["unit"], r["kind"]): str(Path(r["path"]).relative_to(work))
+            for r in _rows(db, "SELECT step, unit, kind, path FROM products")}
+
+
+def _fluxes(db) -> dict:
+    return {(r["field"], r["lo"]): r for r in _rows(
+        db, "SELECT field, role, lo, freq_hz, flux_jy, peak_jy, model_flux_jy, ra_deg, dec_deg, method "
+            "FROM flux_measurements")}
+
+
+def test_dask_local_cluster_gives_the_serial_result(tmp_path, tiny_reference):
+    ref = tiny_reference
+    assert ref["run"]["failed"] == []
+    conf = _conf(tmp_path / "dask", ref["storage"], "dask", 2)
     atarchive_ok(conf, "scan")
     out = json.loads(atarchive_ok(conf, "run", "--json"))
-    # tiny: 4 of 5 scans × 2 LOs copied and compressed (the earlier flux-cal scan is dropped), concat, fix,
-    # calibrate, 3 fields × 2 LOs imaged, report
-    assert out["failed"] == [] and len(out["ran"]) == 26
+    assert out["failed"] == []
+    # the same units ran as in the serial run (tiny: 4 of 5 scans × 2 LOs copied and compressed, concat,
+    # fix, calibrate, 3 fields × 2 LOs imaged, report)
+    key = lambda r: (r["step"], r["unit"])  # noqa: E731
+    assert sorted(map(key, out["ran"])) == sorted(map(key, ref["run"]["ran"])) and len(out["ran"]) == 26
     st = json.loads(atarchive_ok(conf, "status", "--json"))
     assert st["sessions"][0]["state"] == "done"
     ex = json.loads(atarchive_ok(conf, "explain", TINY, "--json"))
     assert all(s["status"] == "up to date" for s in ex["steps"])
     fluxes = json.loads(atarchive_ok(conf, "fluxes", TINY, "--json"))
-    assert_fluxes_match_truth(fluxes, truth)
+    assert_fluxes_match_truth(fluxes, ref["truth"])
 
-    serial = _conf(tmp_path / "serial", tmp_path / "storage", "threads", 1)
-    atarchive_ok(serial, "scan")
-    atarchive_ok(serial, "run")
-    assert _done_fingerprints(serial) == _done_fingerprints(conf)
-    ref = {(r["field"], r["lo"]): r["flux_jy"] for r in json.loads(atarchive_ok(serial, "fluxes", TINY, "--json"))}
-    assert {(r["field"], r["lo"]): pytest.approx(r["flux_jy"], rel=1e-5) for r in fluxes} == ref
+    db = conf.parent / "cat.db"
+    assert _done_fingerprints(db) == _done_fingerprints(ref["db"])
+    # catalogue rows: every product at the same place, every flux row the same
+    assert _products(db, conf.parent / "work") == _products(ref["db"], ref["work"])
+    got, want = _fluxes(db), _fluxes(ref["db"])
+    assert set(got) == set(want) and len(want) == 6
+    for k, w in want.items():
+        g = got[k]
+        assert {c: g[c] for c in ("role", "freq_hz", "model_flux_jy", "method")} == {
+            c: w[c] for c in ("role", "freq_hz", "model_flux_jy", "method")}, k
+        assert g["flux_jy"] == pytest.approx(w["flux_jy"], rel=1e-5) and g["peak_jy"] == pytest.approx(
+            w["peak_jy"], rel=1e-5), k
+    # the products themselves: the fixed MS identical, every image the same pixels
+    fixed = sorted((conf.parent / "work").rglob("ms/fixed.ms")) + sorted(ref["work"].rglob("ms/fixed.ms"))
+    assert len(fixed) == 2
+    cmp = run_in_child("tests.casa_probe:ms_identical", {"a": str(fixed[0]), "b": str(fixed[1]),
+                                                         "skip": ["HISTORY.TIME", "HISTORY.MESSAGE"]},
+                       workdir=tmp_path / "probe", log_path=tmp_path / "probe.log",
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert cmp["diffs"] == [] and cmp["columns"] > 20, cmp
+    from astropy.io import fits
+
+    mine = sorted((conf.parent / "work").rglob("images/*/*/*.fits"))
+    theirs = sorted(ref["work"].rglob("images/*/*/*.fits"))
+    assert [p.relative_to(conf.parent / "work") for p in mine] == [p.relative_to(ref["work"]) for p in theirs]
+    assert len(mine) == 6
+    for a, b in zip(mine, theirs):
+        da, db_ = fits.getdata(a), fits.getdata(b)
+        assert da.shape == db_.shape and np.allclose(da, db_, rtol=1e-4, atol=1e-6, equal_nan=True), a.name

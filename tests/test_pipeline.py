@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from atarchive.simulate import preset, simulate
-from conftest import assert_fluxes_match_truth, tree_checksums
+from conftest import assert_fluxes_match_truth, assert_png_shows_something, tree_checksums
 
 pytestmark = pytest.mark.casa
 EXE = [sys.executable, "-m", "atarchive"]
@@ -60,10 +60,22 @@ def chain(tmp_path_factory):
     conf = write_conf(root)
     cli(conf, "scan")
     t0 = time.time()
-    first = cli(conf, "run")
+    first = cli(conf, "run", check=None)
     elapsed = time.time() - t0
-    return {"root": root, "conf": conf, "storage": storage, "truths": truths, "before": before,
-            "first": first, "elapsed": elapsed, "db": root / "catalogue.db"}
+    first_status = json.loads(cli(conf, "status", "--json").stdout)  # before any retry
+    return {"root": root, "conf": conf, "conf_text": conf.read_text(), "storage": storage, "truths": truths,
+            "before": before, "first": first, "first_status": first_status, "elapsed": elapsed, "db": root / "catalogue.db"}
+
+
+@pytest.fixture(autouse=True)
+def up_to_date(request):
+    """Each test owns its preconditions: the original config, every session up to date (whatever an
+    earlier test changed; a no-op run takes a second)."""
+    if "chain" not in request.fixturenames:
+        return
+    chain = request.getfixturevalue("chain")
+    chain["conf"].write_text(chain["conf_text"])
+    cli(chain["conf"], "run", check=None)
 
 
 def q(chain, sql, params=()):
@@ -85,9 +97,10 @@ def max_run_id(chain):
 
 
 def test_both_sessions_reach_done(chain):
-    st = json.loads(cli(chain["conf"], "status", "--json").stdout)
-    states = {s["key"]: s["state"] for s in st["sessions"]}
+    """In the first run, with no retry by a later one."""
+    states = {s["key"]: s["state"] for s in chain["first_status"]["sessions"]}
     assert states == {TINY: "done", WIDE: "done"}, chain["first"].stderr[-3000:]
+    assert chain["first"].returncode == 0
 
 
 def test_fixed_ms_scans_fluxcal_los_and_averaging(chain):
@@ -145,6 +158,43 @@ def test_products_laid_out_and_fits_exported(chain):
     assert {"ms_fullres", "ms_averaged", "ms_concat", "ms_fixed", "caltables", "ms_1gc", "image", "report"} <= kinds
 
 
+def _image_results(chain, key) -> dict:
+    """unit → result of its last done image run."""
+    rows = q(chain, "SELECT r.unit, r.result FROM step_runs r JOIN sessions s ON s.id = r.session_id "
+                    "WHERE s.key = ? AND r.step = 'image' AND r.status = 'done' ORDER BY r.id", [key])
+    return {r["unit"]: json.loads(r["result"]) for r in rows}
+
+
+@pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")  # CASA's FITS: MJD-OBS, OBSGEO filled in
+@pytest.mark.parametrize("key,truth_name", [(TINY, "tiny"), (WIDE, "two-targets-wide")])
+def test_fits_images_have_celestial_wcs_beam_and_peak_at_the_true_position(chain, key, truth_name):
+    """What a user opening the FITS relies on: sky coordinates, the restoring beam, and the source
+    where it is (brightest pixel within a pixel of the simulator's true position)."""
+    import numpy as np
+    from astropy.coordinates import SkyCoord
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    truth = chain["truths"][truth_name]
+    images = _image_results(chain, key)
+    assert len(images) == len(truth["sources"]) * len(truth["los"])
+    for unit, res in images.items():
+        with fits.open(res["fits"]) as h:
+            hdr, data = h[0].header, np.squeeze(h[0].data)
+        w = WCS(hdr).celestial
+        assert w.has_celestial and w.naxis == 2, unit
+        assert hdr["CTYPE1"].startswith("RA---") and hdr["CTYPE2"].startswith("DEC--"), unit
+        assert hdr["BMAJ"] > 0 and 0 < hdr["BMIN"] <= hdr["BMAJ"] and "BPA" in hdr, unit
+        # blanked (NaN) only outside the primary beam cut-off
+        assert data.shape == (hdr["NAXIS2"], hdr["NAXIS1"]) and np.isfinite(data).mean() > 0.3, unit
+        y, x = np.unravel_index(np.nanargmax(data), data.shape)
+        src = truth["sources"][res["_field"]]
+        sep = w.pixel_to_world(x, y).separation(SkyCoord(src["ra_deg"], src["dec_deg"], unit="deg")).arcsec
+        pix = abs(hdr["CDELT2"]) * 3600
+        assert sep <= pix, (unit, sep, pix)
+        assert hdr["BMAJ"] * 3600 == pytest.approx(res["beam_major_arcsec"], rel=1e-3), unit
+
+
 def _load_in_chromium(page: Path) -> dict:
     """Open a page in headless Debian Chromium; console errors, failed requests and every image."""
     chromium = shutil.which("chromium")
@@ -183,6 +233,7 @@ def test_report_made_by_run_loads_in_chromium(chain):
     srcs = [i[0] for i in got["imgs"]]
     for src, complete, width in got["imgs"]:
         assert complete and width > 0 and (page.parent / src).stat().st_size > 1000, src
+        assert_png_shows_something(page.parent / src, thumbnail=src.startswith("img_"))
     n_images = q(chain, "SELECT COUNT(*) AS n FROM products p JOIN sessions s ON s.id = p.session_id "
                         "WHERE s.key = ? AND p.kind = 'image'", [WIDE])[0]["n"]
     assert len([s for s in srcs if s.startswith("img_")]) == n_images == 10
@@ -198,9 +249,15 @@ def test_report_cli_and_flux_trend_plot(chain, tmp_path):
     r = json.loads(cli(chain["conf"], "report", TINY, "--json").stdout)
     assert r["notes"] == [] and r["bandpass_outliers"] == {"0": {}}  # simulated antennas are all healthy
     assert Path(r["path"]).is_file() and "uv.png" in r["figures"]
+    # every figure decodes and shows something; each image's thumbnail shows it (not blank)
+    thumbs = [f for f in r["figures"] if f.startswith("img_")]
+    assert len(thumbs) == len(_image_results(chain, TINY)) == 6
+    for f in r["figures"]:
+        assert_png_shows_something(Path(r["path"]).parent / f, thumbnail=f in thumbs)
     png = tmp_path / "trend.png"
     cli(chain["conf"], "fluxes", "--field", "3C286", "--plot", str(png))
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    assert_png_shows_something(png)
 
 
 def test_every_run_recorded_with_fingerprint_and_reason(chain):
@@ -278,7 +335,6 @@ def test_compress_param_change_reruns_compress_concat_fix(chain):
 
 def test_reprocess_from_concat_touches_only_that_session(chain):
     conf = chain["conf"]
-    cli(conf, "run")  # everything up to date first
     before = max_run_id(chain)
     cli(conf, "reprocess", TINY, "--from", "concat")
     ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
@@ -322,7 +378,6 @@ def test_killed_run_leaves_nothing_done_and_next_run_finishes(chain):
                 break
             time.sleep(0.2)
         assert rows, "calibrate never started"
-        time.sleep(1.0)  # CASA is working
         os.killpg(proc.pid, signal.SIGKILL)  # the reconciler and its CASA child, mid-step
         proc.wait(timeout=30)
     finally:

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pytest
 
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from atarchive.simulate import preset, simulate
 from conftest import REPO, assert_png_shows_something, atarchive_ok
 

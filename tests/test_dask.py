@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from conftest import REPO, assert_fluxes_match_truth, atarchive_ok
 
 pytestmark = pytest.mark.casa

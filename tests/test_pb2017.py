@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from atarchive.calibrators import FLUX_CALIBRATORS, pb2017_flux
-from atarchive.casa.runner import run_in_child
+from atarchive.execution.children import run_in_child
 from conftest import REPO
 
 pytestmark = pytest.mark.casa

@@ -125,7 +125,7 @@ def ms_identical(a: str, b: str, skip: tuple[str, ...] = ("HISTORY.TIME",)) -> d
 def flag_in_parallel(paths: list[str], workers: int, rflag: bool = True) -> dict:
     """Flag MSs as the calibrate step flags its splits (this process + ``workers - 1`` helper children);
     per MS: flagged fraction of each channel and overall, and who flagged it."""
-    from atarchive.casa import calibrate
+    from atarchive.casa import calchain as calibrate
     from atarchive.casa._casa import table
 
     helpers = calibrate.FlagHelpers(workers - 1, rflag)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from atarchive.casa.calibrate import shares
+from atarchive.casa.calchain import shares
 from atarchive.execution.children import run_in_child
 from atarchive.simulate import preset, simulate
 

@@ -1,308 +1,171 @@
-"""First-generation calibration (the seed recipe), run inside a CASA child process.
+"""Child-side driver of the ``calibrate`` step: map names to IDs, choose the reference antenna,
+then run the calibration chain (:mod:`atarchive.casa.calchain`) once per LO group.
 
-Per group of spectral windows (each LO alone when LOs are far apart, else together):
-setjy (Perley-Butler 2017, see below) → G0 (phase, short solint, central channels) → K0 (delay) →
-B0 (bandpass) → G1 (amplitude+phase per scan on flux and phase calibrators) → fluxscale →
-applycal per field (calibrators their own solutions, targets their phase calibrator's, linear in
-time) → split of every field's corrected data without autocorrelations → tfcrop + rflag on each
-split (fields flagged in parallel, up to ``flag_workers`` CASA processes).
-
-Fields and antennas are always selected by numeric ID: ATA antenna names such as ``2a`` and field
-names typed by observers (spaces, quotes) break CASA selection strings.
-
-Flux-density model: setjy matches its built-in models by field *name*, and an unrecognised or
-wrong name at a calibrator's position can silently get the wrong flux. We therefore compute the
-Perley-Butler 2017 spectrum ourselves (:mod:`atarchive.calibrators`) for the calibrator identified
-by position, and give it to setjy as ``standard='manual'`` per spectral window (flux at the spw
-centre, local spectral index and curvature): the model is right whatever the field is called.
+Runs inside a CASA child process (see :mod:`atarchive.execution.children`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import time
 
 import numpy as np
 
-from .. import calibrators, naming
-from ..errors import PermanentStepError
-from ._casa import casa, table
-
-DEFAULTS = {"solint_short": "int", "minsnr": 3.0, "rflag": True, "uvrange": "", "antenna": "", "diagnose": {}}
+from .. import naming
+from ._casa import column, flagged_per_row, spw_ranges, table
 
 
-def _spw_info(vis: str) -> list[dict]:
-    sw = table(os.path.join(vis, "SPECTRAL_WINDOW"))
+def field_ids(vis: str) -> dict[str, int]:
+    return {n: i for i, n in enumerate(column(os.path.join(vis, "FIELD"), "NAME"))}
+
+
+def spw_freqs(vis: str) -> list[list[float]]:
+    return spw_ranges(vis)
+
+
+def spws_for_lo(spws: list[tuple[float, float]], lo_range: list[float]) -> list[int]:
+    lo0, lo1 = lo_range
+    return [i for i, (f0, f1) in enumerate(spws) if f0 <= lo1 and f1 >= lo0]
+
+
+def antenna_names(vis: str) -> list[str]:
+    return column(os.path.join(vis, "ANTENNA"), "NAME")
+
+
+def _unflagged_by_antenna(vis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per antenna: the summed unflagged fraction of its cross-correlation rows, and their number."""
+    tb = table(vis)
     try:
-        out = []
-        for i in range(sw.nrows()):
-            f = np.asarray(sw.getcell("CHAN_FREQ", i))
-            out.append({"id": i, "nchan": int(f.size), "f0": float(f.min()), "f1": float(f.max()),
-                        "centre": float(f.mean())})
-        return out
+        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
+        frac = 1.0 - flagged_per_row(tb)
     finally:
-        sw.close()
+        tb.close()
+    if a1.size == 0:
+        return np.zeros(0), np.zeros(0)
+    n = int(max(a1.max(), a2.max())) + 1
+    cross = a1 != a2
+    good, rows = np.zeros(n), np.zeros(n)
+    for b in (a1[cross], a2[cross]):
+        np.add.at(good, b, frac[cross])
+        np.add.at(rows, b, 1.0)
+    return good, rows
 
 
-def pb2017_manual(standard: str, freq_hz: float) -> tuple[float, list[float]]:
-    """(flux at freq, [alpha, beta]) for setjy standard='manual' around ``freq_hz``.
-
-    Re-expands log10 S = sum a_k x^k (x = log10 f/GHz) around x0; CASA's manual model is
-    S = S0 (f/f0)^(alpha + beta ln(f/f0)), so beta = b2 / ln 10.
-    """
-    cal = calibrators.find_flux_calibrator(standard)
-    x0 = math.log10(freq_hz / 1e9)
-    coeffs = cal.coeffs
-    b1 = sum(k * a * x0 ** (k - 1) for k, a in enumerate(coeffs) if k >= 1)
-    b2 = sum(k * (k - 1) / 2 * a * x0 ** (k - 2) for k, a in enumerate(coeffs) if k >= 2)
-    return float(calibrators.pb2017_flux(cal, freq_hz)), [b1, b2 / math.log(10)]
-
-
-def _central_channels(spws: list[dict], ids: list[int]) -> str:
-    parts = []
-    for i in ids:
-        n = spws[i]["nchan"]
-        lo, hi = n // 4, max(n // 4, 3 * n // 4 - 1)
-        parts.append(f"{i}:{lo}~{hi}" if n >= 4 else str(i))
-    return ",".join(parts)
-
-
-def calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], phase_cals: list[dict],
-              targets: list[dict], refant: int, spw_groups: list[list[int]], params: dict,
-              flag_workers: int = 1) -> dict:
-    p = {**DEFAULTS, **(params or {})}
-    n_fields = len(flux_cals) + len(phase_cals) + len(targets)
-    helpers = FlagHelpers(max(0, min(flag_workers, n_fields) - 1), rflag=bool(p["rflag"]))
+def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
+    """Antenna with the most unflagged cross-correlation data; ties broken by distance to the
+    array centre. Returns (antenna ID, reason)."""
+    good, _ = _unflagged_by_antenna(vis)
+    n = len(good)
+    ta = table(os.path.join(vis, "ANTENNA"))
     try:
-        res = _calibrate(vis, caldir=caldir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
-                         targets=targets, refant=refant, spw_groups=spw_groups, p=p, helpers=helpers)
-    except BaseException:
-        try:
-            helpers.finish()
-        except Exception:  # noqa: BLE001 - the calibration's own error is the one to report
-            pass
-        raise
-    helpers.finish()
-    return res
+        pos = ta.getcol("POSITION").T[:n]
+    finally:
+        ta.close()
+    dist = np.linalg.norm(pos - pos.mean(axis=0), axis=1)
+    for e in exclude:
+        if e < n:
+            good[e] = -1
+    best = max(range(n), key=lambda i: (round(good[i] / max(good.max(), 1e-9), 3), -dist[i]))
+    reason = (f"most unflagged cross-correlation data ({good[best] / max(good.max(), 1e-9):.0%} of the best), "
+              f"{dist[best]:.0f} m from the array centre")
+    return best, reason
 
 
-def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], phase_cals: list[dict],
-               targets: list[dict], refant: int, spw_groups: list[list[int]], p: dict,
-               helpers: "FlagHelpers") -> dict:
+def reset_flags(vis: str, tag: str) -> str:
+    """Calibration flags the MS it calibrates (applycal flags data without solutions). So that every
+    calibration of the same fixed MS starts from the same flags, save them once (version named after
+    the fix run) and restore them before each later calibration. Returns what was done."""
+    from ._casa import casa
+
     _, t = casa()
-    os.makedirs(caldir, exist_ok=True)
-    os.makedirs(splitdir, exist_ok=True)
-    if not flux_cals:
-        raise PermanentStepError("no flux calibrator")
-    spws = _spw_info(vis)
-    ref = str(int(refant))
-    fc_ids = [int(f["field_id"]) for f in flux_cals]
-    pc_ids = [int(f["field_id"]) for f in phase_cals]
-    fc_sel = ",".join(map(str, fc_ids))
-    groups_out = []
-    for gi, ids in enumerate(spw_groups):
-        spw = ",".join(map(str, ids))
-        tab = {k: os.path.join(caldir, f"{k}_g{gi}.tb") for k in ("G0", "K0", "B0", "G1", "F")}
-        setjy_out: dict = {}
-        for fc in flux_cals:
-            setjy_out[str(fc["field_id"])] = {}
-            for i in ids:
-                flux, spix = pb2017_manual(fc["standard"], spws[i]["centre"])
-                t.setjy(vis=vis, field=str(fc["field_id"]), spw=str(i), standard="manual",
-                        fluxdensity=[flux, 0, 0, 0], spix=spix, reffreq=f"{spws[i]['centre'] / 1e9:.9f}GHz",
-                        scalebychan=True, usescratch=True)
-                setjy_out[str(fc["field_id"])][str(i)] = {"flux_jy": flux, "spix": spix,
-                                                          "freq_hz": spws[i]["centre"], "model": fc["standard"]}
-        def need(path: str, what: str) -> None:
-            _need(path, what, vis=vis, field_ids=fc_ids[:1], spw_ids=ids, field=flux_cals[0]["name"],
-                  raw=p["diagnose"].get("raw", {}).get(flux_cals[0]["name"], []),
-                  chanbin=p["diagnose"].get("chanbin", 1))
+    name = f"atarchive_before_calibrate_{tag}"
+    versions = t.flagmanager(vis=vis, mode="list") or {}
+    known = {v.get("name") for v in versions.values() if isinstance(v, dict)}
+    if name in known:
+        t.flagmanager(vis=vis, mode="restore", versionname=name)
+        return f"restored flags saved before the first calibration ({name})"
+    t.flagmanager(vis=vis, mode="save", versionname=name, comment="flags as made by fix, before calibrate")
+    return f"saved flags before calibrating ({name})"
 
-        # antenna: "" (all) or "0,1,2&" = cross-correlations among the antennas kept (exclusions in config)
-        common = {"vis": vis, "refant": ref, "minsnr": p["minsnr"], "uvrange": p["uvrange"], "antenna": p["antenna"]}
-        t.gaincal(caltable=tab["G0"], field=fc_sel, spw=_central_channels(spws, ids), calmode="p",
-                  solint=p["solint_short"], gaintype="G", **common)
-        need(tab["G0"], "G0 (initial phase on the flux calibrator)")
-        t.gaincal(caltable=tab["K0"], field=fc_sel, spw=spw, gaintype="K", solint="inf", combine="scan",
-                  gaintable=[tab["G0"]], **common)
-        need(tab["K0"], "K0 (delay)")
-        t.bandpass(caltable=tab["B0"], field=fc_sel, spw=spw, solint="inf", combine="scan", bandtype="B",
-                   solnorm=True, gaintable=[tab["G0"], tab["K0"]], **common)
-        need(tab["B0"], "B0 (bandpass)")
-        g1_fields = ",".join(map(str, fc_ids + pc_ids))
-        t.gaincal(caltable=tab["G1"], field=g1_fields, spw=spw, calmode="ap", solint="inf", gaintype="G",
-                  gaintable=[tab["K0"], tab["B0"]], **common)
-        need(tab["G1"], "G1 (gains on the calibrators)")
-        fs = {}
-        if pc_ids:
-            fs = t.fluxscale(vis=vis, caltable=tab["G1"], fluxtable=tab["F"], reference=[str(i) for i in fc_ids],
-                             transfer=[str(i) for i in pc_ids], incremental=False) or {}
-            need(tab["F"], "fluxscale")
-            gtab = tab["F"]
+
+def antenna_unflagged(per_ms: list[tuple[np.ndarray, np.ndarray]]) -> dict[int, float]:
+    """Unflagged fraction of each antenna's cross-correlation data over several MSs (the splits),
+    from each one's ``_unflagged_by_antenna``."""
+    good, rows = np.zeros(0), np.zeros(0)
+    for g, r in per_ms:
+        n = max(len(good), len(g))
+        good = np.pad(good, (0, n - len(good))) + np.pad(g, (0, n - len(g)))
+        rows = np.pad(rows, (0, n - len(rows))) + np.pad(r, (0, n - len(r)))
+    return {i: float(good[i] / rows[i]) if rows[i] else 0.0 for i in range(len(good))}
+
+
+def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list[str]], lo_ranges: dict,
+        refant: str | None, exclude_antennas: list[str], params: dict, flag_tag: str = "",
+        flag_workers: int = 1, diagnose: dict | None = None) -> dict:
+    from atarchive.errors import PermanentStepError
+
+    from . import calchain as chain
+
+    flags_note = reset_flags(vis, flag_tag or "0")
+
+    fids = field_ids(vis)
+    missing = [f["name"] for f in roles["flux_cals"] if f["name"] not in fids]
+    if missing:
+        raise PermanentStepError(f"flux calibrator field(s) not in the MS: {missing}")
+    names = antenna_names(vis)
+    excl = [names.index(a) if a in names else int(a) for a in exclude_antennas
+            if a in names or str(a).isdigit()]
+    if refant is not None:
+        if refant in names:
+            ref, why = names.index(refant), f"set in config ({refant})"
+        elif str(refant).isdigit() and int(refant) < len(names):
+            ref, why = int(refant), f"set in config (ID {refant})"
         else:
-            gtab = tab["G1"]
-        # apply: calibrators on their own solutions, targets on their phase calibrator's
-        for fid in fc_ids + pc_ids:
-            t.applycal(vis=vis, field=str(fid), spw=spw, gaintable=[tab["K0"], tab["B0"], gtab],
-                       gainfield=["", "", str(fid)], interp=["", "nearest", "linear"], calwt=False, flagbackup=False)
-        for tg in targets:
-            pcid = tg.get("phase_cal_id")
-            gf = str(pcid) if pcid is not None else fc_sel
-            t.applycal(vis=vis, field=str(tg["field_id"]), spw=spw, gaintable=[tab["K0"], tab["B0"], gtab],
-                       gainfield=["", "", gf], interp=["", "nearest", "linear"], calwt=False, flagbackup=False)
-        groups_out.append({"spws": ids, "tables": {k: v for k, v in tab.items() if os.path.exists(v)},
-                           "setjy": setjy_out, "fluxscale": _fluxscale_summary(fs, pc_ids)})
-    # Split every field (corrected data, no autocorrelations, flagged rows kept: the splits hold every
-    # flag after calibration), then flag the splits: each is its own MS, so fields are flagged in
-    # parallel (one CASA process each) without sharing a table lock.
-    splits = []
-    roles = [(f, "flux_cal") for f in flux_cals] + [(f, "phase_cal") for f in phase_cals] + \
-        [(f, "target") for f in targets]
-    all_spw = ",".join(str(i) for ids in spw_groups for i in ids)
-    for f, role in roles:
-        out = os.path.join(splitdir, naming.split_name(f["name"]))
-        t.split(vis=vis, outputvis=out, field=str(f["field_id"]), spw=all_spw, antenna=p["antenna"] or "!*&&&",
-                datacolumn="corrected", keepflags=True)
-        if not os.path.isdir(out):
-            raise PermanentStepError(f"split of field {f['name']!r} produced nothing (all flagged?)")
-        splits.append({"field_id": int(f["field_id"]), "name": f["name"], "role": role, "path": out})
-    flag_splits([s["path"] for s in splits], rflag=bool(p["rflag"]), helpers=helpers)
-    return {"groups": groups_out, "splits": splits, "refant": int(refant)}
+            raise PermanentStepError(f"refant {refant!r} is not an antenna of this session: {names}")
+    else:
+        ref, why = choose_refant(vis, excl)
+    spws = spw_freqs(vis)
+    flux_cals = [{"field_id": fids[f["name"]], "name": f["name"], "standard": f["standard"]} for f in roles["flux_cals"]]
+    phase_cals = [{"field_id": fids[n], "name": n} for n in roles["phase_cals"] if n in fids]
+    targets = [{"field_id": fids[t["name"]], "name": t["name"],
+                "phase_cal_id": fids.get(t["phase_cal"]) if t["phase_cal"] else None}
+               for t in roles["targets"] if t["name"] in fids]
+    spw_groups = []
+    for g in groups:
+        ids = sorted({s for lo in g for s in spws_for_lo(spws, lo_ranges[lo])})
+        if ids:
+            spw_groups.append(ids)
+    os.makedirs(outdir, exist_ok=True)
+    splitdir = naming.split_dir(outdir)
+    if ref in excl:
+        raise PermanentStepError(f"refant {names[ref]} is also in exclude_antennas")
+    keep = [i for i in range(len(names)) if i not in excl]
+    params = {**params, "antenna": (",".join(map(str, keep)) + "&") if excl else "",
+              "diagnose": diagnose or {}}
+    res = chain.calibrate(vis, caldir=outdir, splitdir=splitdir, flux_cals=flux_cals, phase_cals=phase_cals,
+                          targets=targets, refant=ref, spw_groups=spw_groups, params=params,
+                          flag_workers=flag_workers)
+    per_split = {sp["name"]: _unflagged_by_antenna(sp["path"]) for sp in res.get("splits", [])}
+    empty = [name for name, (good, _) in per_split.items() if not good.sum() > 0]
+    if empty:
+        fc_empty = [f for f in flux_cals if f["name"] in empty]
+        why = ""
+        if fc_empty:  # the calibrator itself: measure why (large delays, no coherent signal…)
+            from .caldiag import diagnose as measure_cause, figures_line
 
-
-def flag_split(paths: list[str], rflag: bool = True) -> dict:
-    """tfcrop (then rflag) on the data of each split MS, in this process."""
-    _, t = casa()
-    for vis in paths:
-        t.flagdata(vis=vis, mode="tfcrop", datacolumn="data", flagbackup=False)
-        if rflag:
-            t.flagdata(vis=vis, mode="rflag", datacolumn="data", flagbackup=False)
-    return {"flagged": paths}
-
-
-def shares(sizes: dict[str, int], workers: int) -> list[list[str]]:
-    """Split MSs dealt to at most ``workers`` shares, largest first onto the lightest share; the
-    heaviest share first (this process takes it: the others pay a CASA start-up first)."""
-    n = max(1, min(workers, len(sizes)))
-    load = [0] * n
-    out: list[list[str]] = [[] for _ in range(n)]
-    for path in sorted(sizes, key=lambda k: (-sizes[k], k)):
-        i = load.index(min(load))
-        out[i].append(path)
-        load[i] += sizes[path]
-    order = sorted(range(n), key=lambda i: -load[i])
-    return [out[i] for i in order]
-
-
-def _size(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-
-
-def flag_when_told(task_file: str, rflag: bool = True) -> dict:
-    """In a helper child: load CASA at once (while the parent calibrates), wait for the list of
-    splits to flag, flag them."""
-    casa()
-    while not os.path.exists(task_file):
-        time.sleep(0.05)
-    with open(task_file) as fh:
-        paths = json.load(fh)
-    return flag_split(paths, rflag)
-
-
-class FlagHelpers:
-    """``n`` child processes started before calibration, so that their CASA start-up overlaps it;
-    after the split each is given its share of the splits to flag (an empty share ends it)."""
-
-    def __init__(self, n: int, rflag: bool):
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..execution.children import run_in_child
-
-        self.logs = [naming.flag_log(os.getcwd(), i) for i in range(1, n + 1)]
-        self._tasks = [os.path.join(os.path.dirname(log), "paths.json") for log in self.logs]
-        self._given: set[int] = set()
-        self._pool = ThreadPoolExecutor(n) if n else None
-        self._futs = [self._pool.submit(run_in_child, "atarchive.casa.calibrate:flag_when_told",
-                                        {"task_file": task, "rflag": rflag}, workdir=os.path.dirname(log),
-                                        log_path=log)
-                      for task, log in zip(self._tasks, self.logs)]
-
-    def __len__(self) -> int:
-        return len(self._futs)
-
-    def give(self, i: int, paths: list[str]) -> None:
-        task = self._tasks[i]
-        os.makedirs(os.path.dirname(task), exist_ok=True)
-        with open(task + ".part", "w") as fh:
-            json.dump(paths, fh)
-        os.replace(task + ".part", task)
-        self._given.add(i)
-
-    def finish(self) -> None:
-        """Release the helpers not given work, wait for all, append their logs to this step's log;
-        a helper's StepError fails the step."""
-        try:
-            for i in range(len(self)):
-                if i not in self._given:
-                    self.give(i, [])
-            for fut in self._futs:
-                fut.result()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-            _append_logs(self.logs)
-
-
-def flag_splits(paths: list[str], *, rflag: bool, helpers: FlagHelpers) -> list[list[str]]:
-    """Flag the splits: this process takes the heaviest share, the helpers the others, all at once.
-    Returns the shares (this process's first)."""
-    parts = shares({p: _size(p) for p in paths}, len(helpers) + 1)
-    for i, share in enumerate(parts[1:]):
-        helpers.give(i, share)
-    flag_split(parts[0], rflag)
-    return parts
-
-
-def _append_logs(logs: list[str]) -> None:
-    """The flagging children's CASA logs go to the end of this step's log."""
-    main = os.environ.get("ATARCHIVE_CASA_LOG")
-    if not main:
-        return
-    for log in logs:
-        try:
-            with open(log) as src:
-                text = src.read()
-        except OSError:
-            continue
-        with open(main, "a") as dst:
-            dst.write(f"\n--- flagging child ({log}) ---\n{text}")
-
-
-def _need(path: str, what: str, *, vis: str, field_ids: list[int], spw_ids: list[int], field: str,
-          raw: list[str] = (), chanbin: int = 1) -> None:
-    """A missing calibration table fails the step with the cause measured on the calibrator's data
-    (:mod:`atarchive.casa.caldiag`), its figures in the step log."""
-    if os.path.isdir(path):
-        return
-    from . import caldiag
-
-    why, figures = caldiag.diagnose(vis, field_ids, spw_ids, field, raw=raw, chanbin=chanbin)
-    print(caldiag.figures_line(figures), flush=True)
-    raise PermanentStepError(f"calibration produced no {what} table: {why}")
-
-
-def _fluxscale_summary(fs: dict, pc_ids: list[int]) -> dict:
-    out = {}
-    for fid in pc_ids:
-        d = fs.get(str(fid)) if isinstance(fs, dict) else None
-        if not isinstance(d, dict):
-            continue
-        per = {}
-        for k, v in d.items():
-            if k.isdigit() and isinstance(v, dict) and "fluxd" in v:
-                per[k] = [float(v["fluxd"][0]), float(v["fluxdErr"][0])]
-        out[str(fid)] = {"per_spw": per, "spidx": [float(x) for x in np.atleast_1d(d.get("spidx", []))],
-                         "fitFluxd": float(d.get("fitFluxd", 0.0) or 0.0), "fitRefFreq": float(d.get("fitRefFreq", 0.0) or 0.0)}
-    return out
+            d = diagnose or {}
+            fc = fc_empty[0]
+            cause, figures = measure_cause(vis, [fc["field_id"]], sorted({i for g in spw_groups for i in g}),
+                                           fc["name"], raw=d.get("raw", {}).get(fc["name"], []),
+                                           chanbin=d.get("chanbin", 1))
+            print(figures_line(figures), flush=True)
+            why = f": {cause}"
+        raise PermanentStepError(f"no unflagged data left after calibration in field(s) {empty}{why}")
+    unflagged = antenna_unflagged(list(per_split.values()))
+    # Paths are reported where they will be after the reconciler renames outdir → final_dir.
+    for sp in res.get("splits", []):
+        sp["path"] = os.path.join(final_dir, os.path.relpath(sp["path"], outdir))
+    res.update(refant=ref, refant_name=names[ref], refant_reason=why, field_ids=fids,
+               excluded_antennas=[names[i] for i in excl], flags=flags_note,
+               unflagged_after={names[i]: round(f, 4) for i, f in unflagged.items() if i < len(names)},
+               spw_groups=spw_groups, antennas=names)
+    return res

@@ -12,7 +12,7 @@ import math
 import os
 
 from ..errors import PermanentStepError
-from .calstep import spw_freqs, spws_for_lo
+from .calibrate import spw_freqs, spws_for_lo
 
 C = 299792458.0
 ARCSEC_PER_RAD = 206264.806

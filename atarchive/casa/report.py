@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import naming
 from ._casa import chan_freqs, column, flagged_per_row, spw_ranges, table
-from .calstep import spws_for_lo
+from .calibrate import spws_for_lo
 
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
 

@@ -8,7 +8,7 @@ centres are further apart than ``separate_lo_threshold_hz`` are calibrated separ
 from __future__ import annotations
 
 from .. import naming
-from ..casa import calstep as casa_calibrate
+from ..casa import calibrate as casa_calibrate
 from ..contracts import StepName, input_key
 from ..errors import PermanentStepError
 from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult, UnitSpec

@@ -110,7 +110,6 @@ def assert_png_shows_something(path: Path, thumbnail: bool = False):
     """A PNG that decodes and shows something: not one flat colour. A thumbnail of an image: its field's
     source, drawn in the colour map's brightest colours (inferno: yellow-white, red channel ~1; the
     beam ellipse is cyan, no red), in the middle of the image area. Returns the pixels."""
-    import numpy as np
     from matplotlib.image import imread
 
     a = imread(path)[..., :3]
@@ -143,3 +142,12 @@ def tiny_reference(tmp_path_factory):
     run = json.loads(atarchive_ok(conf, "run", "--json", timeout=900))
     return {"storage": root / "storage", "truth": truth, "conf": conf, "db": conf.parent / "cat.db",
             "work": conf.parent / "work", "run": run}
+
+
+def cli_run(conf, *args, check=0, timeout=900):
+    """`atarchive --config CONF ARGS…` as a user runs it; with ``check``, its exit code must be that."""
+    p = subprocess.run([sys.executable, "-m", "atarchive", "--config", str(conf), *args], capture_output=True,
+                       text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check is not None:
+        assert p.returncode == check, (args, p.returncode, p.stdout[-3000:], p.stderr[-3000:])
+    return p

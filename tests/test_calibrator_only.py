@@ -8,7 +8,6 @@ a simulated delay-update scan whose residual delays decorrelate the averaged cha
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,17 +15,9 @@ import pytest
 
 from atarchive.simulate import simulate, spec_from_dict
 from conftest import put_real_nested
+from conftest import cli_run as cli
 
 pytestmark = pytest.mark.casa
-EXE = [sys.executable, "-m", "atarchive"]
-
-
-def cli(conf, *args, check=0, timeout=900):
-    p = subprocess.run([*EXE, "--config", str(conf), *args], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if check is not None:
-        assert p.returncode == check, (args, p.returncode, p.stdout[-3000:], p.stderr[-3000:])
-    return p
 
 
 def write_conf(root: Path, chanbin: int = 4) -> Path:

@@ -10,7 +10,6 @@ object (one LO subband at a time), then cut again per scan with ``select(times=.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -20,16 +19,9 @@ import pytest
 
 from atarchive.simulate import preset, simulate, spec_from_dict
 
-EXE = [sys.executable, "-m", "atarchive"]
+from conftest import cli_run as cli  # noqa: E402
+
 KEY = "ptiny/2025-03-15-10:40:00"
-
-
-def cli(conf, *args, check=0, timeout=900):
-    p = subprocess.run([*EXE, "--config", str(conf), *args], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if check is not None:
-        assert p.returncode == check, (args, p.returncode, p.stdout[-3000:], p.stderr[-3000:])
-    return p
 
 
 def write_conf(root: Path, storage: Path) -> Path:

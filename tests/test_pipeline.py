@@ -22,19 +22,12 @@ import pytest
 
 from atarchive.simulate import preset, simulate
 from conftest import assert_fluxes_match_truth, assert_png_shows_something, tree_checksums
+from conftest import cli_run as cli
 
 pytestmark = pytest.mark.casa
 EXE = [sys.executable, "-m", "atarchive"]
 TINY = "ptiny/2025-03-15-10:40:00"
 WIDE = "pwide/2025-03-15-11:00:00"
-
-
-def cli(conf, *args, check=0, timeout=900):
-    p = subprocess.run([*EXE, "--config", str(conf), *args], capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if check is not None:
-        assert p.returncode == check, (args, p.returncode, p.stdout[-3000:], p.stderr[-3000:])
-    return p
 
 
 def write_conf(root: Path, **extra_compress) -> Path:

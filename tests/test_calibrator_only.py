@@ -8,7 +8,6 @@ a simulated delay-update scan whose residual delays decorrelate the averaged cha
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest

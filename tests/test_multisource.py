@@ -10,7 +10,6 @@ object (one LO subband at a time), then cut again per scan with ``select(times=.
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 

@@ -181,7 +181,7 @@ def test_fits_images_have_celestial_wcs_beam_and_peak_at_the_true_position(chain
         # blanked (NaN) only outside the primary beam cut-off
         assert data.shape == (hdr["NAXIS2"], hdr["NAXIS1"]) and np.isfinite(data).mean() > 0.3, unit
         y, x = np.unravel_index(np.nanargmax(data), data.shape)
-        src = truth["sources"][res["_field"]]
+        src = truth["sources"][res["field"]]
         sep = w.pixel_to_world(x, y).separation(SkyCoord(src["ra_deg"], src["dec_deg"], unit="deg")).arcsec
         pix = abs(hdr["CDELT2"]) * 3600
         assert sep <= pix, (unit, sep, pix)

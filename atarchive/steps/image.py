@@ -70,7 +70,7 @@ class Image(Step):
         if pl["standard"] and res.get("freq_hz"):
             res["model_flux_jy"] = float(calibrators.pb2017_flux(pl["standard"], res["freq_hz"]))
         image = Product("image", ctx.unit.spec.outputs[0], res, field=pl["field"], lo=pl["lo"], role=pl["role"])
-        return StepResult([image], res)
+        return StepResult([image], {**res, "field": pl["field"], "lo": pl["lo"], "role": pl["role"]})
 
     def record(self, cat, session_id: int, run_id: int, outcome) -> None:
         (image,) = outcome.products

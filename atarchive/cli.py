@@ -335,7 +335,7 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
     """Measured flux densities per field, LO and frequency (with the model flux for flux calibrators)."""
     from .queries import flux_rows
 
-    rows = flux_rows(obj.cat, session, field)
+    rows = flux_rows(obj.cat, session, field, tol_arcsec=obj.cfg.steps.calibrate.flux_cal_tolerance_arcsec)
     if plot_path:
         if not field:
             raise click.UsageError("--plot needs --field (e.g. --field 3C286)")

@@ -111,12 +111,34 @@ def dry_run_items(plans: list[SessionPlan]) -> list[dict]:
     return items
 
 
-def flux_rows(cat: Catalogue, ref: str | None = None, field: str | None = None) -> list[dict]:
-    """Flux measurements (all sessions, or one), optionally of one field (case-insensitive)."""
+def flux_rows(cat: Catalogue, ref: str | None = None, field: str | None = None, *,
+              tol_arcsec: float = 120.0) -> list[dict]:
+    """Flux measurements (all sessions, or one), optionally of one field: by name (case-insensitive)
+    or, for a Perley-Butler 2017 calibrator, by identity — ``3C286`` finds it under any name the data
+    gave it (``1331+305``, ``J1331+3030``…), by alias or by its measured position within
+    ``tol_arcsec``. A field with no measurement is an error that lists the fields measured."""
+    from .calibrators import angular_sep_arcsec, find_flux_calibrator
+    from .errors import AtarchiveError
+
     sid = cat.session(ref)["id"] if ref else None
     rows = cat.flux_measurements(sid)
     if field:
-        rows = [r for r in rows if r["field"].lower() == field.lower()]
+        cal = find_flux_calibrator(field)
+
+        def same(r) -> bool:
+            if r["field"].lower() == field.lower():
+                return True
+            if cal is None:
+                return False
+            if find_flux_calibrator(r["field"]) is cal:
+                return True
+            return r["ra_deg"] is not None and r["dec_deg"] is not None and angular_sep_arcsec(
+                r["ra_deg"], r["dec_deg"], cal.ra_deg, cal.dec_deg) <= tol_arcsec
+
+        measured = sorted({r["field"] for r in rows})
+        rows = [r for r in rows if same(r)]
+        if not rows and measured:
+            raise AtarchiveError(f"no measurements of field {field!r}; fields measured: {', '.join(measured)}")
     return [{k: r.get(k) for k in FLUX_KEYS} for r in rows]
 
 

@@ -58,3 +58,19 @@ def test_archive_of_release_0_1_0_migrates_and_plans_nothing(tmp_path):
     assert shipped and {s.split(".")[0] for s in shipped} <= {a.split(".")[0] for a in applied}, (shipped, applied)
     fl = json.loads(atarchive_ok(conf, "fluxes", "--json"))
     assert len(fl) == 6 and all(r["flux_jy"] > 0 for r in fl)
+
+
+def test_fluxes_field_finds_a_calibrator_under_any_of_its_names(tmp_path):
+    """The tiny session's flux calibrator is named 1331+305 in the data: `--field 3C286` (or J1331+3030)
+    finds it; a field nobody measured is an error that lists the fields there are."""
+    conf = _restore(tmp_path)
+    rows = json.loads(atarchive_ok(conf, "fluxes", "--json"))
+    fc = sorted((r["lo"], r["flux_jy"]) for r in rows if r["role"] == "flux_cal")
+    assert fc and {r["field"] for r in rows if r["role"] == "flux_cal"} == {"1331+305"}
+    for name in ("3C286", "3c 286", "J1331+3030", "1331+305"):
+        got = json.loads(atarchive_ok(conf, "fluxes", "--field", name, "--json"))
+        assert sorted((r["lo"], r["flux_jy"]) for r in got) == fc, name
+    from conftest import cli_run
+
+    r = cli_run(conf, "fluxes", "--field", "3C48", check=1)
+    assert "no measurements of field '3C48'" in r.stderr and "1331+305" in r.stderr and "Traceback" not in r.stderr

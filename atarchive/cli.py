@@ -256,12 +256,19 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
                 what = f"{i['step']} {i['unit'] or ''}".strip() if i["step"] else "-"
                 out.print(f"{i['session']}: {what}: {i['reason']}")
         return
+    from .queries import held_elsewhere
+
     summary = rec.run(chosen, on_event=None if as_json else render.progress_printer(obj), until=until)
+    held = held_elsewhere(obj.cat)
     if as_json:
-        _json(summary.as_dict())
+        _json({**summary.as_dict(), "held_elsewhere": held})
     else:
+        for h in held:
+            out.print(f"{h['session']}: being run by PID {h['pid']} on {h['host']} ({h['step']} {h['unit']}".rstrip()
+                      + f", since {time.strftime('%H:%M:%S', time.localtime(h['since']))})")
         if not summary.ran and not summary.failed:
-            out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)")
+            out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)"
+                      if not held else "nothing else to run")
         else:
             out.print(render.summary_line(summary))
         render.print_status(status_rows(obj), None)

@@ -149,3 +149,19 @@ def report_pages(cat: Catalogue, cfg: Config) -> list[dict]:
         if page.exists():
             pages.append({"session": s["key"], "path": str(page)})
     return pages
+
+
+def held_elsewhere(cat: Catalogue) -> list[dict]:
+    """Sessions with a unit running in another live process: {session, step, unit, pid, host, since}."""
+    from .execution.ownership import owner_alive, owner_id
+
+    me = owner_id()
+    out, seen = [], set()
+    for r in cat.running_runs():
+        if r["owner"] == me or not owner_alive(r["owner"]) or r["session"] in seen:
+            continue
+        seen.add(r["session"])
+        host, _, pid = (r["owner"] or "").rpartition(":")
+        out.append({"session": r["session"], "step": r["step"], "unit": r["unit"], "pid": int(pid) if pid.isdigit()
+                    else None, "host": host, "since": r["started"]})
+    return out

@@ -74,3 +74,31 @@ def test_fluxes_field_finds_a_calibrator_under_any_of_its_names(tmp_path):
 
     r = cli_run(conf, "fluxes", "--field", "3C48", check=1)
     assert "no measurements of field '3C48'" in r.stderr and "1331+305" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_names_the_live_process_that_holds_a_session(tmp_path):
+    """A session another live process is running is not "up to date": `run` names it, the PID and host."""
+    import socket
+    import subprocess
+    import sys
+
+    from atarchive.catalogue import Catalogue
+
+    conf = _restore(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with Catalogue(tmp_path / "catalogue.db") as cat:
+            sid = cat.session(SESSION)["id"]
+            cat.start_run(session_id=sid, step="report", unit="", fingerprint="x" * 20, version=1, params={},
+                          inputs={}, versions={}, reason="test", attempt=1, log_path="",
+                          owner=f"{socket.gethostname()}:{holder.pid}")
+        out = atarchive_ok(conf, "run")
+        assert f"{SESSION}: being run by PID {holder.pid} on {socket.gethostname()} (report" in out, out
+        assert "every ready session is up to date" not in out
+        got = json.loads(atarchive_ok(conf, "run", "--json"))
+        assert [(h["session"], h["pid"]) for h in got["held_elsewhere"]] == [(SESSION, holder.pid)]
+    finally:
+        holder.kill()
+        holder.wait()
+    out = atarchive_ok(conf, "run")  # the holder is gone: its run is marked interrupted, nothing is held
+    assert "being run by" not in out and "every ready session is up to date" in out, out

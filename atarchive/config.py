@@ -7,6 +7,7 @@ with its data. A wrong key or value raises :class:`ConfigError` with one line na
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 ENV_VAR = "ATARCHIVE_CONFIG"
+# CASA-bound strings, checked when the config is read (not when CASA rejects them mid-run)
+_SOLINT = re.compile(r"^(int|inf|\d+(\.\d+)?(s|min|h)?)$")
+_WEIGHTINGS = {"natural", "uniform", "briggs", "briggsabs", "briggsbwtaper", "superuniform", "radial"}
+_ANTENNA = re.compile(r"^[A-Za-z0-9]+$")
+_NOT_IN_NAMES = re.compile(r"[,\x00-\x1f\x7f]")
 
 
 class _Strict(BaseModel):
@@ -67,6 +73,13 @@ class CalibrateConfig(_Strict):
     minsnr: float = 3.0
     rflag: bool = True
 
+    @field_validator("solint_short")
+    @classmethod
+    def _solint(cls, v: str) -> str:
+        if not _SOLINT.match(v):
+            raise ValueError(f"{v!r} is not a CASA solution interval: int, inf, or a time such as 30s, 2min, 1h")
+        return v
+
 
 class ImageConfig(_Strict):
     cell_arcsec: float = Field(0.0, ge=0, description="0 = from the longest baseline at the highest frequency")
@@ -76,6 +89,13 @@ class ImageConfig(_Strict):
     robust: float = 0.0
     rounds: int = Field(6, ge=1, description="at most this many clean rounds after the dirty image, each to 5 x rms")
     niter: int = Field(5000, ge=0)
+
+    @field_validator("weighting")
+    @classmethod
+    def _weighting(cls, v: str) -> str:
+        if v not in _WEIGHTINGS:
+            raise ValueError(f"{v!r} is not a tclean weighting: {', '.join(sorted(_WEIGHTINGS))}")
+        return v
 
 
 class StepsConfig(_Strict):
@@ -122,6 +142,30 @@ class SessionOverride(_Strict):
     exclude_antennas: list[str] = Field(default_factory=list)
     exclude_scans: list[str] = Field(default_factory=list)
 
+    @field_validator("refant")
+    @classmethod
+    def _refant(cls, v: str | None) -> str | None:
+        if v is not None and not _ANTENNA.match(v):
+            raise ValueError(f"{v!r} is not an antenna name (letters and digits, e.g. 1c)")
+        return v
+
+    @field_validator("exclude_antennas")
+    @classmethod
+    def _antennas(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not _ANTENNA.match(a)]
+        if bad:
+            raise ValueError(f"not antenna names (letters and digits, e.g. 1c): {', '.join(map(repr, bad))}")
+        return v
+
+    @field_validator("flux_cals", "phase_cals", "targets", "exclude_scans")
+    @classmethod
+    def _names(cls, v: list[str] | None) -> list[str] | None:
+        bad = [n for n in v or [] if not n.strip() or _NOT_IN_NAMES.search(n)]
+        if bad:
+            raise ValueError(f"names must be non-empty, without commas or control characters: "
+                             f"{', '.join(map(repr, bad))}")
+        return v
+
 
 class Config(_Strict):
     storage_roots: list[Path] = Field(default_factory=list, description="each holds projects/<project>/<session>/")
@@ -155,7 +199,7 @@ class Config(_Strict):
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""

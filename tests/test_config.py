@@ -58,3 +58,27 @@ def test_session_override_parses(tmp_path):
     p.write_text('[sessions."p1/2024-01-01-00:00:00"]\nflux_cals = ["my cal"]\nrefant = "2a"\n')
     cfg = config.load(p)
     assert cfg.sessions["p1/2024-01-01-00:00:00"].refant == "2a"
+
+
+def test_casa_bound_strings_are_checked_when_the_config_is_read(tmp_path):
+    """A value CASA would reject mid-run (after retries) is a one-line config error naming the key."""
+    bad = {
+        "[steps.calibrate]\nsolint_short = \"bogus\"\n": ("steps.calibrate.solint_short", "'bogus' is not a CASA solution interval"),
+        "[steps.image]\nweighting = \"nat\"\n": ("steps.image.weighting", "'nat' is not a tclean weighting"),
+        '[sessions."p/s"]\nrefant = "1c; rm -rf"\n': ("sessions.p/s.refant", "is not an antenna name"),
+        '[sessions."p/s"]\nexclude_antennas = ["2b", "x y"]\n': ("sessions.p/s.exclude_antennas", "'x y'"),
+        '[sessions."p/s"]\nflux_cals = ["3C286,3C48"]\n': ("sessions.p/s.flux_cals", "without commas"),
+        '[sessions."p/s"]\ntargets = [""]\n': ("sessions.p/s.targets", "non-empty"),
+    }
+    for text, (key, words) in bad.items():
+        p = tmp_path / "bad.toml"
+        p.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            config.load(p)
+        msg = str(e.value)
+        assert f": {key}: " in msg and words in msg and "Value error" not in msg and "\n" not in msg, msg
+    good = tmp_path / "good.toml"
+    good.write_text('[steps.calibrate]\nsolint_short = "30s"\n[steps.image]\nweighting = "natural"\n'
+                    '[sessions."p/s"]\nrefant = "1c"\ntargets = ["my target (north)"]\n')
+    cfg = config.load(good)
+    assert cfg.steps.calibrate.solint_short == "30s" and cfg.sessions["p/s"].targets == ["my target (north)"]

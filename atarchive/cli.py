@@ -176,24 +176,16 @@ def scan(obj: Ctx, as_json):
 
 
 # -- status -------------------------------------------------------------------------------------
-
-
-def status_rows(obj: Ctx) -> list[dict]:
-    from .queries import status_rows as rows
-
-    return rows(obj.cat, obj.cfg)
-
-
 @cli.command()
 @json_option
 @click.option("--watch", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS.")
 @click.pass_obj
 def status(obj: Ctx, as_json, watch):
     """One row per session: scans, fields, LOs, state and each step's status."""
-    while True:
-        from .queries import daemon_info
+    from .queries import daemon_info, status_rows
 
-        rows = status_rows(obj)
+    while True:
+        rows = status_rows(obj.cat, obj.cfg)
         d = daemon_info(obj.cat)
         if as_json:
             _json({"sessions": rows, "daemon": d})
@@ -256,6 +248,7 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
                 what = f"{i['step']} {i['unit'] or ''}".strip() if i["step"] else "-"
                 out.print(f"{i['session']}: {what}: {i['reason']}")
         return
+    from . import queries
     from .queries import held_elsewhere
 
     summary = rec.run(chosen, on_event=None if as_json else render.progress_printer(obj), until=until)
@@ -271,7 +264,7 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
                       if not held else "nothing else to run")
         else:
             out.print(render.summary_line(summary))
-        render.print_status(status_rows(obj), None)
+        render.print_status(queries.status_rows(obj.cat, obj.cfg), None)
     if summary.failed:
         sys.exit(1)
 

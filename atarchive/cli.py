@@ -236,17 +236,11 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
     chosen = _sessions(obj, sessions)
     if dry_run:
-        from .queries import dry_run_items
+        from .queries import dry_run_items, dry_run_sessions
 
-        items = dry_run_items(rec.plan(chosen))
-        if as_json:
-            _json(items)
-        else:
-            if not items:
-                out.print("nothing to do: no sessions")
-            for i in items:
-                what = f"{i['step']} {i['unit'] or ''}".strip() if i["step"] else "-"
-                out.print(f"{i['session']}: {what}: {i['reason']}")
+        plans = rec.plan(chosen)
+        items = dry_run_items(plans)
+        _json(items) if as_json else render.dry_run(dry_run_sessions(plans, items))
         return
     from . import queries
     from .queries import held_elsewhere

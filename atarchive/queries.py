@@ -98,17 +98,40 @@ def explain_data(cat: Catalogue, cfg: Config, ref: str) -> dict:
 
 
 def dry_run_items(plans: list[SessionPlan]) -> list[dict]:
-    """What `run` would do now: the units of each session's next step, with their reasons."""
+    """What `run` would do: every unit not up to date, of every step in run order (a unit downstream of
+    one that runs is planned with the reason it will run then), one row each; concat's rows carry
+    the scans it drops. Sessions with nothing to do have no rows (see :func:`dry_run_sessions`)."""
     items = []
     for p in plans:
-        if p.state in (SessionState.INCOMPLETE, SessionState.FAILED, SessionState.DONE):
-            items.append({"session": p.session["key"], "step": None, "unit": None,
-                          "reason": p.state + (f": {p.error}" if p.error else "")})
-            continue
-        for u in p.units[p.next_step].values():
-            if u.status != UnitStatus.OK:
-                items.append({"session": p.session["key"], "step": u.step, "unit": u.key, "reason": u.reason})
+        for name in STEP_ORDER:
+            for u in p.units.get(name, {}).values():
+                if u.status == UnitStatus.OK:
+                    continue
+                row = {"session": p.session["key"], "step": u.step, "unit": u.key, "status": u.status,
+                       "reason": u.reason}
+                if name == "concat":
+                    row["dropped"] = dict(u.spec.payload.get("why_dropped", {}))
+                items.append(row)
     return items
+
+
+def dry_run_sessions(plans: list[SessionPlan], items: list[dict]) -> list[dict]:
+    """Per session: its state and error, and per step the units that would run with their reasons."""
+    out = []
+    for p in plans:
+        rows = [i for i in items if i["session"] == p.session["key"]]
+        steps = []
+        for name in STEP_ORDER:
+            mine = [i for i in rows if i["step"] == name]
+            if mine:
+                reasons: dict[str, int] = {}
+                for i in mine:
+                    reasons[i["reason"]] = reasons.get(i["reason"], 0) + 1
+                steps.append({"step": name, "units": len(mine), "reasons": reasons,
+                              "dropped": next((i.get("dropped") for i in mine if i.get("dropped")), {})})
+        out.append({"session": p.session["key"], "state": p.state, "error": p.error, "units": len(rows),
+                    "steps": steps})
+    return out
 
 
 def flux_rows(cat: Catalogue, ref: str | None = None, field: str | None = None, *,

@@ -155,3 +155,18 @@ def flux_trend_plot(rows: list[dict], field: str, path: str, starts: dict[str, f
 
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.4f}"
+
+
+def dry_run(sessions: list[dict]) -> None:
+    """`run --dry-run`: per session its state, then every step that would run, in order, with how many
+    units and why (the scans concat drops under concat)."""
+    if not sessions:
+        out.print("nothing to do: no sessions")
+    for s in sessions:
+        head = f"{s['session']}: {s['state']}" + (f": {s['error']}" if s["error"] else "")
+        out.print(head + (f" — {s['units']} unit(s) to run" if s["units"] else ""))
+        for st in s["steps"]:
+            why = "; ".join(f"{r}" + (f" (×{n})" if n > 1 else "") for r, n in st["reasons"].items())
+            out.print(f"  {st['step']:>9} ({st['units']}): {why}")
+            for stem, reason in sorted(st["dropped"].items()):
+                out.print(f"  {'':>9}  drops {stem}: {reason}")

@@ -276,8 +276,9 @@ def test_changed_image_param_reruns_only_image(chain):
     conf.write_text(text.replace("[steps.image]\n", "[steps.image]\nrobust = 0.5\n"))
     try:
         plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
-        assert {p["step"] for p in plan} == {"image"}
-        assert all("params changed: image.robust 0.0→0.5" in p["reason"] for p in plan)
+        assert {p["step"] for p in plan} == {"image", "report"}  # the whole plan: the report shows the images
+        assert all("params changed: image.robust 0.0→0.5" in p["reason"] for p in plan if p["step"] == "image")
+        assert [p["reason"] for p in plan if p["step"] == "report"] == ["input changed: image"]
         before = max_run_id(chain)
         cli(conf, "run", TINY)
         ran = runs_after(chain, before)
@@ -295,7 +296,8 @@ def test_changed_calibrate_param_plans_calibrate_and_image_only(chain):
     conf.write_text(text + "[steps.calibrate]\nminsnr = 2.5\n")
     try:
         plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
-        assert {p["step"] for p in plan} == {"calibrate"}
+        assert [p["step"] for p in plan][:1] == ["calibrate"] and {p["step"] for p in plan} == {
+            "calibrate", "image", "report"}  # in run order; nothing upstream
         assert plan[0]["reason"] == "params changed: calibrate.minsnr 3.0→2.5"
         ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
         status = {s["step"]: s["status"] for s in ex["steps"]}

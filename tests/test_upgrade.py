@@ -40,8 +40,7 @@ def _restore(tmp_path: Path) -> Path:
 def test_archive_of_release_0_1_0_migrates_and_plans_nothing(tmp_path):
     conf = _restore(tmp_path)
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    to_run = [r for r in plan if r.get("unit") is not None or r.get("step") is not None]
-    assert {r["step"] for r in to_run} <= set(EXPECTED_RERUNS), to_run
+    assert {r["step"] for r in plan} <= set(EXPECTED_RERUNS), plan
     ex = json.loads(atarchive_ok(conf, "explain", SESSION, "--json"))
     for step in ex["steps"]:
         for u in step["units"]:
@@ -102,3 +101,27 @@ def test_run_names_the_live_process_that_holds_a_session(tmp_path):
         holder.wait()
     out = atarchive_ok(conf, "run")  # the holder is gone: its run is marked interrupted, nothing is held
     assert "being run by" not in out and "every ready session is up to date" in out, out
+
+
+def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
+    """Every unit of every step in run order, one JSON row each with its step, and the scans concat drops."""
+    from atarchive.simulate import preset, simulate
+
+    truth = json.loads(simulate(preset("tiny"), tmp_path / "storage").truth_path.read_text())
+    conf = tmp_path / "atarchive.toml"
+    shutil.copy(FIXTURE / "atarchive.toml", conf)
+    atarchive_ok(conf, "scan")
+    plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
+    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "report"]
+    steps = [r["step"] for r in plan]
+    assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
+    n_fields, n_los = len(truth["sources"]), len(truth["los"])
+    assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
+    assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
+    (concat,) = [r for r in plan if r["step"] == "concat"]
+    first_fc = min((s for s in json.loads(atarchive_ok(conf, "show", SESSION, "--json"))["scans"]
+                    if s["field"] == "1331+305"), key=lambda s: s["start_mjd"])["stem"]
+    assert list(concat["dropped"]) == [first_fc]
+    assert not any(r["unit"].startswith(first_fc) for r in plan if r["step"] == "copy")  # not converted
+    text = atarchive_ok(conf, "run", "--dry-run")
+    assert f"{len(plan)} unit(s) to run" in text and f"drops {first_fc}" in text and "report (1): never run" in text

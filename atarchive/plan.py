@@ -21,7 +21,7 @@ from .config import Config
 from .contracts import STEP_ORDER, RunStatus, SessionState, StepSummary, UnitStatus, parse_input_key
 from .steps import STEPS
 from .steps.base import PlannedUnit
-from .view import SessionView, load_view  # noqa: F401 - load_view: earlier import path
+from .view import SessionView
 
 
 @dataclass

@@ -137,7 +137,8 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
     for i in range(n):
         end = t_end if i == n - 1 else min(t_end, t + own[i] + share)
         r = results[i]
+        error = (errors[i] or TemporaryStepError("no outcome")) if r is None else None
         outcomes.append(Outcome(products=tuple(r.products) if r else (), result=r.result if r else {},
-                                error=(errors[i] or TemporaryStepError("no outcome")) if r is None else None, started=t, finished=end))
+                                error=error, started=t, finished=end))
         t = end
     return outcomes

@@ -98,12 +98,46 @@ class ImageConfig(_Strict):
         return v
 
 
+class SelfcalConfig(_Strict):
+    rounds: int = Field(4, ge=0, description="phase-only self-calibration rounds per target and LO; 0 = off")
+    solints: list[str] = Field(["60s", "30s", "int"], min_length=1,
+                               description="solution interval of each phase round, shrinking; the last repeats")
+    ap_solint: str = Field("inf", description="solution interval of the amplitude+phase round after the phase "
+                                              "rounds; empty = no amplitude round")
+    ap_min_peak_snr: float = Field(50.0, ge=0, description="amplitude round only when peak/rms after the phase "
+                                                           "rounds reaches this")
+    min_snr: float = Field(3.0, ge=0, description="gaincal minsnr: solutions below it are flagged")
+    min_peak_snr: float = Field(10.0, ge=0, description="a target whose 1GC peak/rms is below this keeps its 1GC "
+                                                        "data (too faint for self-calibration)")
+    mask_threshold: float = Field(5.0, gt=0, description="breizorro mask threshold, in σ of its local noise")
+    nsigma: float = Field(3.0, gt=0, description="clean each round (and the final target image) to this × rms")
+    max_peak_drop: float = Field(0.03, ge=0, lt=1, description="guard: a round whose peak falls by more than "
+                                                               "this fraction is not kept")
+
+    @field_validator("solints")
+    @classmethod
+    def _solints(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not _SOLINT.match(s)]
+        if bad:
+            raise ValueError(f"not CASA solution intervals: {', '.join(map(repr, bad))} (int, inf, or a time "
+                             f"such as 30s, 2min)")
+        return v
+
+    @field_validator("ap_solint")
+    @classmethod
+    def _ap_solint(cls, v: str) -> str:
+        if v and not _SOLINT.match(v):
+            raise ValueError(f"{v!r} is not a CASA solution interval: int, inf, or a time such as 30s, 2min, 1h")
+        return v
+
+
 class StepsConfig(_Strict):
     copy_: CopyConfig = Field(default_factory=CopyConfig, alias="copy")
     compress: CompressConfig = Field(default_factory=CompressConfig)
     concat: ConcatConfig = Field(default_factory=ConcatConfig)
     fix: FixConfig = Field(default_factory=FixConfig)
     calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    selfcal: SelfcalConfig = Field(default_factory=SelfcalConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

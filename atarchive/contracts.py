@@ -20,6 +20,7 @@ class StepName(StrEnum):
     CONCAT = "concat"
     FIX = "fix"
     CALIBRATE = "calibrate"
+    SELFCAL = "selfcal"
     IMAGE = "image"
     REPORT = "report"
 

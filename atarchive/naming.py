@@ -78,6 +78,11 @@ def image_dir(sdir: Path, field: str, lo: str) -> Path:
     return sdir / "images" / safe(field) / f"Lo{safe(lo)}"
 
 
+def selfcal_dir(sdir: Path, field: str, lo: str) -> Path:
+    """Self-calibration of one target and LO: its data after the rounds kept, mask and 1GC image."""
+    return sdir / "selfcal" / safe(field) / f"Lo{safe(lo)}"
+
+
 def log_path(sdir: Path, step: str, unit: str = "") -> Path:
     return sdir / "logs" / (f"{step}_{safe(unit)}.log" if unit else f"{step}.log")
 

@@ -107,5 +107,6 @@ def session_records(cat, view: SessionView) -> dict:
         "runs": runs,
         "products": cat.products(sid),
         "fluxes": cat.flux_measurements(sid),
+        "images": cat.images(sid),
         "roles": roles,
     }

@@ -59,9 +59,13 @@ def _stats(t, image: str, **kw) -> dict:
     return t.imstat(imagename=image, **kw)
 
 
-def _rms(t, image: str) -> float:
+def robust_rms(t, image: str) -> float:
+    """rms of an image from its median absolute deviation (sources barely move it)."""
     s = _stats(t, image)
     return float(s["medabsdevmed"][0] * 1.4826) or float(s["rms"][0])
+
+
+_rms = robust_rms
 
 
 def _peak_box(t, image: str, half: int) -> tuple[str, list[int]]:
@@ -71,10 +75,19 @@ def _peak_box(t, image: str, half: int) -> tuple[str, list[int]]:
 
 
 def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cell_arcsec: float, imsize: int,
-                kind: str, params: dict) -> dict:
+                kind: str, params: dict, mask_fits: str | None = None, nsigma: float = 3.0) -> dict:
     from ._casa import casa
 
     ct, t = casa()
+    if kind == "target" and mask_fits:
+        # self-calibrated data: one clean inside the final self-calibration mask to a few sigma
+        mask = imagename + "_selfcal.mask"
+        t.importfits(fitsimage=mask_fits, imagename=mask, overwrite=True)
+        final = imagename + "_masked"
+        masked_clean(t, final, vis=vis, spw=spw, cell_arcsec=cell_arcsec, imsize=imsize, params=params, mask=mask,
+                     nsigma=nsigma)
+        return _measure(ct, t, imagename, final, cell_arcsec, _rms(t, final + ".residual"), 1,
+                        "self-calibration mask (" + os.path.basename(mask_fits) + ")")
     common = dict(vis=vis, field="" if field_id is None else str(field_id), spw=spw, specmode="mfs",
                   deconvolver="hogbom", gridder="standard", imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec",
                   weighting=params["weighting"], robust=params["robust"], stokes="I",
@@ -113,10 +126,15 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     else:
         final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
         mask_method = "circle around the peak"
+    return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method)
+
+
+def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, rounds: int, mask_method: str) -> dict:
+    """imfit around the brightest pixel of ``final``.image, its peak and beam; the restored, residual and
+    model images exported to FITS."""
     img = final + ".image"
-    beam = t.imhead(imagename=img, mode="get", hdkey="beammajor"), t.imhead(imagename=img, mode="get",
-                                                                            hdkey="beamminor")
-    bmaj = _arcsec(beam[0])
+    beam = [t.imhead(imagename=img, mode="get", hdkey=k) for k in ("beammajor", "beamminor", "beampa")]
+    bmaj = arcsec(beam[0])
     peak = float(_stats(t, img)["max"][0])
     comp, peak_pix = None, None
     # Fit in a box around the brightest pixel; shrink it if sidelobes of a sparse array upset the fit.
@@ -143,9 +161,15 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         ia.close()
     fits = imagename + ".fits"
     t.exportfits(imagename=img, fitsimage=fits, overwrite=True)
-    return {"image": img, "fits": fits, "flux_jy": flux, "flux_err_jy": err, "peak_jy": peak, "rms_jy": rms,
+    extra = {}
+    for ext, key in ((".residual", "residual_fits"), (".model", "model_fits")):
+        extra[key] = f"{imagename}{ext}.fits"
+        t.exportfits(imagename=final + ext, fitsimage=extra[key], overwrite=True)
+    pa = beam[2]
+    extra["beam_pa_deg"] = float(pa["value"]) if isinstance(pa, dict) else float(pa)
+    return {"image": img, "fits": fits, **extra, "flux_jy": flux, "flux_err_jy": err, "peak_jy": peak, "rms_jy": rms,
             "ra_deg": ra, "dec_deg": dec, "freq_hz": freq, "beam_major_arcsec": bmaj,
-            "beam_minor_arcsec": _arcsec(beam[1]), "rounds": rounds, "method": "imfit", "mask": mask_method,
+            "beam_minor_arcsec": arcsec(beam[1]), "rounds": rounds, "method": "imfit", "mask": mask_method,
             "peak_pixel": peak_pix}
 
 
@@ -155,7 +179,7 @@ def _clean_in_circle(t, imagename: str, dirty: str, cell_arcsec: float, common: 
     cycle) inside a circle of 3 beams around the brightest pixel of the dirty image, until the rms stops
     improving (at least two rounds). Returns (image base name, rounds, final rms)."""
     _, (x, y) = _peak_box(t, dirty + ".image", 1)
-    bmaj = _arcsec(t.imhead(imagename=dirty + ".psf", mode="get", hdkey="beammajor"))
+    bmaj = arcsec(t.imhead(imagename=dirty + ".psf", mode="get", hdkey="beammajor"))
     radius = max(3, int(round(3 * bmaj / cell_arcsec)))
     mask = f"circle[[{x}pix, {y}pix], {radius}pix]"
     final, rounds = dirty, 0
@@ -171,38 +195,71 @@ def _clean_in_circle(t, imagename: str, dirty: str, cell_arcsec: float, common: 
     return final, rounds, rms
 
 
-def _arcsec(q) -> float:
+def arcsec(q) -> float:
     if isinstance(q, dict):
         v, u = float(q["value"]), q.get("unit", "arcsec")
         return v * {"arcsec": 1.0, "arcmin": 60.0, "deg": 3600.0, "rad": ARCSEC_PER_RAD}.get(u, 1.0)
     return float(q)
 
 
-# -- the image step's child call: one field and LO -------------------------------------------------
-def image_unit(*, candidates: list[str], lo_range: list[float], outdir: str, final_dir: str, name: str, kind: str,
-        params: dict) -> dict:
-    vis, spw_ids, freqs = None, [], []
+# -- shared with self-calibration ------------------------------------------------------------------
+def lo_vis(candidates: list[str], lo_range: list[float], name: str) -> tuple[str, list[int], float, float]:
+    """The first MS among ``candidates`` holding this LO: (path, its spectral windows of the LO, lowest
+    and highest frequency)."""
     for c in candidates:
         spws = spw_freqs(c)
         ids = spws_for_lo(spws, lo_range)
         if ids:
-            vis, spw_ids, freqs = c, ids, [spws[i] for i in ids]
-            break
-    if vis is None:
-        raise PermanentStepError(f"no calibrated data of this LO ({lo_range[0] / 1e9:.3f} GHz) for {name}")
-    fmax = max(f[1] for f in freqs)
-    fmin = min(f[0] for f in freqs)
+            freqs = [spws[i] for i in ids]
+            return c, ids, min(f[0] for f in freqs), max(f[1] for f in freqs)
+    raise PermanentStepError(f"no calibrated data of this LO ({lo_range[0] / 1e9:.3f} GHz) for {name}")
+
+
+def pick_grid(vis: str, fmin: float, fmax: float, params: dict) -> tuple[float, int]:
+    """Cell (arcsec) and image size: the config's, else from the longest baseline and the primary beam."""
     cell, imsize = params["cell_arcsec"], params["imsize"]
     if not cell or not imsize:
         auto_cell, auto_size = choose_cell_imsize(max_baseline_m(vis), fmax, fmin)
         cell = cell or auto_cell
         imsize = imsize or auto_size
-    imsize = int(min(imsize, params["max_imsize"]))
+    return cell, int(min(imsize, params["max_imsize"]))
+
+
+def masked_clean(t, base: str, *, vis: str, cell_arcsec: float, imsize: int, params: dict, mask: str | None,
+                 nsigma: float, savemodel: bool = False, spw: str = "") -> None:
+    """One tclean of every selected spectral window of ``vis`` to ``nsigma`` × the residual rms, inside
+    ``mask`` (a CASA mask image) or with auto-multithresh when there is none; with ``savemodel`` the
+    model visibilities go to MODEL_DATA (what self-calibration solves against)."""
+    masking = dict(usemask="user", mask=mask) if mask else dict(
+        usemask="auto-multithresh", sidelobethreshold=1.0, noisethreshold=3.0, lownoisethreshold=1.0,
+        minbeamfrac=0.1)
+    gridding = dict(gridder="widefield", wprojplanes=-1) if params.get("wproject") else dict(gridder="standard")
+    t.tclean(vis=vis, imagename=base, spw=spw, specmode="mfs", deconvolver="hogbom", **gridding,
+             imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec", weighting=params["weighting"],
+             robust=params["robust"], stokes="I", pbcor=False, niter=int(params["niter"]), nsigma=nsigma,
+             savemodel="modelcolumn" if savemodel else "none", **masking)
+    if not os.path.isdir(base + ".image"):
+        raise RuntimeError(f"tclean made no image {os.path.basename(base)}")
+
+
+# -- the image step's child call: one field and LO -------------------------------------------------
+def image_unit(*, candidates: list[str], lo_range: list[float], outdir: str, final_dir: str, name: str, kind: str,
+        params: dict, mask_fits: str | None = None, nsigma: float = 3.0) -> dict:
+    vis, spw_ids, fmin, fmax = lo_vis(candidates, lo_range, name)
+    cell, imsize = pick_grid(vis, fmin, fmax, params)
     os.makedirs(outdir, exist_ok=True)
     res = image_field(vis, field_id=None, spw=",".join(str(i) for i in spw_ids),
-                              imagename=os.path.join(outdir, name), cell_arcsec=cell, imsize=imsize, kind=kind,
-                              params=params)
-    for k in ("image", "fits"):
+                      imagename=os.path.join(outdir, name), cell_arcsec=cell, imsize=imsize, kind=kind,
+                      params=params, mask_fits=mask_fits, nsigma=nsigma)
+    if kind == "target":
+        # primary-beam correction (Gaussian ATA beam, atarchive.beam): a .pbcor FITS and corrected flux
+        from ..pbcor import correct_fits, gain_at
+
+        res["pbcor_fits"] = os.path.join(outdir, f"{name}.pbcor.fits")
+        res["pb_cutoff"] = correct_fits(res["fits"], res["pbcor_fits"])
+        gain = gain_at(res["fits"], res["ra_deg"], res["dec_deg"])
+        res.update(pb_gain=gain, flux_jy=res["flux_jy"] / gain, flux_err_jy=res["flux_err_jy"] / gain)
+    for k in ("image", "fits", "residual_fits", "model_fits", "pbcor_fits"):
         if res.get(k):
             res[k] = os.path.join(final_dir, os.path.relpath(res[k], outdir))
     res.update(vis=vis, spws=spw_ids, cell_arcsec=cell, imsize=imsize)

@@ -2,13 +2,14 @@
 
 :class:`Catalogue` gathers named methods by what they touch — sessions and their rows
 (:mod:`.sessions`), what the indexer writes (:mod:`.ingest`), step runs and forces (:mod:`.runs`),
-products and flux measurements (:mod:`.products`), the daemon's heartbeat (:mod:`.health`).
+products and flux measurements (:mod:`.products`), images (:mod:`.images`), the daemon's heartbeat (:mod:`.health`).
 Schema changes only through the numbered migrations (:mod:`.migrate`).
 """
 
 from __future__ import annotations
 
 from .health import HealthRows
+from .images import ImageRows
 from .ingest import IngestRows
 from .products import FLUX_COLUMNS, ProductRows
 from .runs import RunRows
@@ -17,5 +18,5 @@ from .sessions import SessionNotFound, SessionRows
 __all__ = ["Catalogue", "SessionNotFound", "FLUX_COLUMNS"]
 
 
-class Catalogue(SessionRows, IngestRows, RunRows, ProductRows, HealthRows):
+class Catalogue(SessionRows, IngestRows, RunRows, ProductRows, ImageRows, HealthRows):
     """Open (creating and migrating if needed) the catalogue at ``path``."""

@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.atarchive-installed
+# breizorro (self-calibration masks) lives in its own environment: its stimela pins pydantic < 2
+BREIZORRO := $(VENV)/tools/breizorro/bin/breizorro
 DEMO ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -13,6 +15,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "atarchive needs Python 3.11 (casatools 6.7.0.31 wheels)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
+	@test -x $(BREIZORRO) || { $(PYTHON) -m venv $(VENV)/tools/breizorro && \
+	  $(VENV)/tools/breizorro/bin/pip install -q 'breizorro==0.2.0'; }
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -341,6 +341,24 @@ def fluxes(obj: Ctx, session, field, plot_path, as_json):
     render.fluxes(rows)
 
 
+# -- images -------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("session", required=False)
+@click.option("--field", help="Only this field (case-insensitive).")
+@json_option
+@click.pass_obj
+def images(obj: Ctx, session, field, as_json):
+    """Every image with its rms, peak, dynamic range and beam: a target's 1GC image (before
+    self-calibration), its self-calibrated image and the primary-beam corrected one; calibrators' images."""
+    from .queries import image_rows
+
+    rows = image_rows(obj.cat, session, field)
+    if as_json:
+        _json(rows)
+        return
+    render.images(rows)
+
+
 # -- report -------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("session", required=False)

@@ -188,3 +188,22 @@ def held_elsewhere(cat: Catalogue) -> list[dict]:
         out.append({"session": r["session"], "step": r["step"], "unit": r["unit"], "pid": int(pid) if pid.isdigit()
                     else None, "host": host, "since": r["started"]})
     return out
+
+
+IMAGE_KEYS = ("session", "field", "lo", "kind", "path", "residual_path", "rms_jy", "peak_jy", "dynamic_range",
+              "beam_major_arcsec", "beam_minor_arcsec", "beam_pa_deg", "selfcal_rounds", "mask", "note")
+
+
+def image_rows(cat: Catalogue, ref: str | None = None, field: str | None = None) -> list[dict]:
+    """Every image (all sessions, or one; optionally of one field, case-insensitive) with its quality
+    figures: kind 1gc (before self-calibration), selfcal (after) or pbcor (primary-beam corrected)."""
+    from .errors import AtarchiveError
+
+    sid = cat.session(ref)["id"] if ref else None
+    rows = cat.images(sid)
+    if field:
+        names = sorted({r["field"] for r in rows})
+        rows = [r for r in rows if r["field"].lower() == field.lower()]
+        if not rows and names:
+            raise AtarchiveError(f"no images of field {field!r}; fields imaged: {', '.join(names)}")
+    return [{k: r.get(k) for k in IMAGE_KEYS} for r in rows]

@@ -113,6 +113,25 @@ def fluxes(rows: list[dict]) -> None:
     (out if out.is_terminal else Console(highlight=False, width=160)).print(t)
 
 
+def images(rows: list[dict]) -> None:
+    if not rows:
+        out.print("no images yet (they come from the selfcal and image steps)")
+        return
+    t = Table(title="images")
+    for c in ("session", "field", "LO", "kind", "rms (mJy/bm)", "peak (Jy/bm)", "DR", "beam (″)", "self-cal rounds",
+              "mask"):
+        t.add_column(c)
+    for r in rows:
+        beam = (f"{r['beam_major_arcsec']:.0f}×{r['beam_minor_arcsec']:.0f}" if r["beam_major_arcsec"] else "")
+        t.add_row(r["session"], r["field"], r["lo"], r["kind"], _fmt((r["rms_jy"] or 0) * 1e3),
+                  _fmt(r["peak_jy"]), f"{r['dynamic_range']:.0f}" if r["dynamic_range"] else "", beam,
+                  str(r["selfcal_rounds"]), r["mask"] or "")
+    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
+    notes = {(r["session"], r["field"], r["lo"]): r["note"] for r in rows if r["kind"] != "pbcor" and r["note"]}
+    for (s, f, lo), note in notes.items():
+        out.print(f"{s} {f} LO {lo}: {note}", markup=False)
+
+
 def summary_line(summary) -> str:
     line = f"ran {len(summary.ran)} unit(s), {len(summary.failed)} failed"
     if summary.recovered:

@@ -29,6 +29,9 @@ def doctor() -> dict:
     rep = {name: package_version(name) for name in
            ("casatools", "casatasks", "casadata", "pyuvdata", "python-casacore", "aoflagger", "astropy")}
     rep["python"] = sys.version.split()[0]
+    from .selfcal import breizorro_path
+
+    rep["breizorro"] = breizorro_path() or "absent (self-calibration masks fall back to auto-multithresh; `make venv`)"
     rep["site_config"] = str(write_site_config())
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -87,7 +87,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         masked_clean(t, final, vis=vis, spw=spw, cell_arcsec=cell_arcsec, imsize=imsize, params=params, mask=mask,
                      nsigma=nsigma)
         return _measure(ct, t, imagename, final, cell_arcsec, _rms(t, final + ".residual"), 1,
-                        "self-calibration mask (" + os.path.basename(mask_fits) + ")")
+                        "final self-calibration mask", kind)
     common = dict(vis=vis, field="" if field_id is None else str(field_id), spw=spw, specmode="mfs",
                   deconvolver="hogbom", gridder="standard", imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec",
                   weighting=params["weighting"], robust=params["robust"], stokes="I",
@@ -126,12 +126,13 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     else:
         final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
         mask_method = "circle around the peak"
-    return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method)
+    return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method, kind)
 
 
-def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, rounds: int, mask_method: str) -> dict:
+def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, rounds: int, mask_method: str,
+             kind: str) -> dict:
     """imfit around the brightest pixel of ``final``.image, its peak and beam; the restored, residual and
-    model images exported to FITS."""
+    model images exported to FITS. A target with nothing to fit (too faint) keeps its image, no flux."""
     img = final + ".image"
     beam = [t.imhead(imagename=img, mode="get", hdkey=k) for k in ("beammajor", "beamminor", "beampa")]
     bmaj = arcsec(beam[0])
@@ -145,12 +146,17 @@ def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, 
         if fit and fit.get("converged", [False])[0]:
             comp = fit["results"]["component0"]
             break
+    method = "imfit"
     if comp is None:
-        raise PermanentStepError(f"imfit found no point source in {os.path.basename(img)} (fit did not converge)")
-    flux = float(comp["flux"]["value"][0])
-    err = float(comp["flux"]["error"][0])
-    ra = math.degrees(comp["shape"]["direction"]["m0"]["value"]) % 360.0
-    dec = math.degrees(comp["shape"]["direction"]["m1"]["value"])
+        if kind != "target":
+            raise PermanentStepError(f"imfit found no point source in {os.path.basename(img)} (fit did not converge)")
+        flux = err = ra = dec = None
+        method = "no fit (nothing to fit: imfit did not converge)"
+    else:
+        flux = float(comp["flux"]["value"][0])
+        err = float(comp["flux"]["error"][0])
+        ra = math.degrees(comp["shape"]["direction"]["m0"]["value"]) % 360.0
+        dec = math.degrees(comp["shape"]["direction"]["m1"]["value"])
     ia = ct.image()
     ia.open(img)
     try:
@@ -169,7 +175,7 @@ def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, 
     extra["beam_pa_deg"] = float(pa["value"]) if isinstance(pa, dict) else float(pa)
     return {"image": img, "fits": fits, **extra, "flux_jy": flux, "flux_err_jy": err, "peak_jy": peak, "rms_jy": rms,
             "ra_deg": ra, "dec_deg": dec, "freq_hz": freq, "beam_major_arcsec": bmaj,
-            "beam_minor_arcsec": arcsec(beam[1]), "rounds": rounds, "method": "imfit", "mask": mask_method,
+            "beam_minor_arcsec": arcsec(beam[1]), "rounds": rounds, "method": method, "mask": mask_method,
             "peak_pixel": peak_pix}
 
 
@@ -257,8 +263,9 @@ def image_unit(*, candidates: list[str], lo_range: list[float], outdir: str, fin
 
         res["pbcor_fits"] = os.path.join(outdir, f"{name}.pbcor.fits")
         res["pb_cutoff"] = correct_fits(res["fits"], res["pbcor_fits"])
-        gain = gain_at(res["fits"], res["ra_deg"], res["dec_deg"])
-        res.update(pb_gain=gain, flux_jy=res["flux_jy"] / gain, flux_err_jy=res["flux_err_jy"] / gain)
+        if res["flux_jy"] is not None:
+            gain = gain_at(res["fits"], res["ra_deg"], res["dec_deg"])
+            res.update(pb_gain=gain, flux_jy=res["flux_jy"] / gain, flux_err_jy=res["flux_err_jy"] / gain)
     for k in ("image", "fits", "residual_fits", "model_fits", "pbcor_fits"):
         if res.get(k):
             res[k] = os.path.join(final_dir, os.path.relpath(res[k], outdir))

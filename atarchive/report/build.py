@@ -79,24 +79,36 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
     if fc:
         add("Calibration", "fluxcal.png", "Flux calibrator: measured flux density against the Perley-Butler 2017 model",
             lambda p: plots.flux_vs_model(fc, _models(data, fc), p))
+    before = {(r["field"], r["lo"]): r for r in data.get("images", []) if r["step"] == "selfcal" and r["kind"] == "1gc"}
     for pr in sorted(data["products"], key=lambda p: (p["step"], p["unit"])):
         if pr["kind"] != "image":
             continue
         meta = json.loads(pr["meta"] or "{}")
-        fits = meta.get("fits")
+        fits = _installed(pr["path"], meta.get("fits"))
         if not fits:
             continue
-        fits = os.path.join(pr["path"], os.path.basename(fits))
-        if not os.path.exists(fits):
-            continue
+        field, lo = meta.get("field", meta.get("_field", pr["unit"])), meta.get("lo", meta.get("_lo", ""))
         fname = f"img_{naming.safe(pr['unit'])}.png"
-        cap = (f"{meta.get('field', meta.get('_field', pr['unit']))} Lo{meta.get('lo', meta.get('_lo', ''))}: {_num(meta.get('flux_jy'))} Jy, "
+        rounds = meta.get("selfcal_rounds")
+        cap = (f"{field} Lo{lo}: {_num(meta.get('flux_jy'))} Jy, "
                f"rms {_num(meta.get('rms_jy'), 1e3)} mJy/beam, beam {_num(meta.get('beam_major_arcsec'), 1, 1)}″ × "
-               f"{_num(meta.get('beam_minor_arcsec'), 1, 1)}″")
+               f"{_num(meta.get('beam_minor_arcsec'), 1, 1)}″" + (f", {rounds} self-calibration round(s)"
+                                                                  if rounds is not None else "")
+               + " — full field, zoom on the brightest emission, residual (same colour scale)")
         n0 = len(figures)
-        add("Images", fname, cap, partial(_draw_thumb, fits, f"{meta.get('field', meta.get('_field', pr['unit']))} Lo{meta.get('lo', meta.get('_lo', ''))}"))
+        add("Images", fname, cap, partial(_draw_image, fits, _installed(pr["path"], meta.get("residual_fits")),
+                                          f"{field} Lo{lo}"))
         if len(figures) > n0:
             figures[-1]["link"] = os.path.relpath(fits, final_dir)
+        one_gc = before.get((field, lo))
+        if one_gc and one_gc.get("path") and os.path.exists(one_gc["path"]):
+            n0 = len(figures)
+            add("Self-calibration", f"selfcal_{naming.safe(pr['unit'])}.png",
+                f"{field} Lo{lo} before (1GC) and after self-calibration ({rounds or 0} round(s) kept), one colour "
+                f"scale: dynamic range {_num(one_gc.get('dynamic_range'), 1, 0)} → "
+                f"{_num(_ratio(meta.get('peak_jy'), meta.get('rms_jy')), 1, 0)}"
+                + (f"; {meta['selfcal_note']}" if meta.get("selfcal_note") else ""),
+                partial(_draw_before_after, one_gc, fits, meta, f"{field} Lo{lo}"))
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
                        created=time.time())
     (outdir / "index.html").write_text(html, encoding="utf-8")
@@ -213,8 +225,22 @@ def _models(data: dict, pts: list[dict]) -> dict:
     return out
 
 
-def _draw_thumb(fits_path: str, title: str, path: Path):
+def _installed(product_dir: str, path: str | None) -> str | None:
+    """A file of an installed product (by name inside the product's directory), if it exists."""
+    if not path:
+        return None
+    p = os.path.join(product_dir, os.path.basename(path))
+    return p if os.path.exists(p) else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def _read_sky(fits_path: str):
+    """(2-D data, celestial WCS, beam in pixels or None) of a FITS image."""
     from astropy.io import fits
+    from astropy.wcs import WCS
 
     with fits.open(fits_path, memmap=False) as h:
         hdr = h[0].header
@@ -225,4 +251,41 @@ def _draw_thumb(fits_path: str, title: str, path: Path):
     if hdr.get("BMAJ") and hdr.get("CDELT2"):
         pix = abs(hdr["CDELT2"])
         beam = (hdr["BMAJ"] / pix, hdr["BMIN"] / pix, float(hdr.get("BPA", 0.0)))
-    return plots.thumbnail(d, beam, title, path)
+    return np.asarray(d, dtype=float), WCS(hdr).celestial, beam
+
+
+def robust_rms(d: np.ndarray) -> float:
+    v = d[np.isfinite(d)]
+    return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else 0.0
+
+
+def _zoom_box(d: np.ndarray, beam, beams: float = 8.0):
+    """Pixel box of ±``beams`` restoring beams around the brightest pixel."""
+    y, x = np.unravel_index(int(np.nanargmax(d)), d.shape)
+    half = int(max(8, beams * (beam[0] if beam else 5.0)))
+    return (max(0, x - half), min(d.shape[1] - 1, x + half), max(0, y - half), min(d.shape[0] - 1, y + half))
+
+
+def _draw_image(fits_path: str, residual_path: str | None, title: str, path: Path):
+    d, w, beam = _read_sky(fits_path)
+    res = _read_sky(residual_path)[0] if residual_path else None
+    rms = robust_rms(res if res is not None else d)
+    norm = plots.image_norm(rms, float(np.nanmax(d)))
+    panels = [{"data": d, "wcs": w, "beam": beam, "title": "restored, full field"},
+              {"data": d, "wcs": w, "beam": beam, "title": "zoom on the brightest emission", "box": _zoom_box(d, beam)}]
+    if res is not None:
+        panels.append({"data": res, "wcs": w, "beam": beam, "title": "residual"})
+    return plots.sky_panels(panels, path, norm, title=f"{title} — rms {rms * 1e3:.2f} mJy/beam")
+
+
+def _draw_before_after(one_gc: dict, after_fits: str, meta: dict, title: str, path: Path):
+    d0, w0, b0 = _read_sky(one_gc["path"])
+    d1, w1, b1 = _read_sky(after_fits)
+    rms = meta.get("rms_jy") or robust_rms(d1)
+    norm = plots.image_norm(rms, max(float(np.nanmax(d0)), float(np.nanmax(d1))))
+    dr0, dr1 = one_gc.get("dynamic_range"), _ratio(meta.get("peak_jy"), meta.get("rms_jy"))
+    panels = [{"data": d0, "wcs": w0, "beam": b0,
+               "title": f"1GC: rms {_num(one_gc.get('rms_jy'), 1e3, 2)} mJy/beam, DR {_num(dr0, 1, 0)}"},
+              {"data": d1, "wcs": w1, "beam": b1,
+               "title": f"self-calibrated: rms {_num(meta.get('rms_jy'), 1e3, 2)} mJy/beam, DR {_num(dr1, 1, 0)}"}]
+    return plots.sky_panels(panels, path, norm, title=title)

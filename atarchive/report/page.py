@@ -16,11 +16,11 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0} td,th{border:1px s
 th{background:#f3f3f3} .ok{color:#137333} .failed{color:#c5221f;font-weight:bold} .running{color:#b06000}
 .mono{font-family:ui-monospace,monospace;font-size:.9em} .muted{color:#777}
 figure{display:inline-block;margin:.5em;vertical-align:top} figcaption{font-size:.8em;max-width:680px}
-.thumbs figure{width:320px} .thumbs img{width:300px} img{max-width:100%;border:1px solid #eee}
+.thumbs figure{width:900px;max-width:95vw} .thumbs img{width:100%} img{max-width:100%;border:1px solid #eee}
 .note{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em;margin:.4em 0}
 """
 
-SECTIONS = ("Observation", "Calibration", "Images")
+SECTIONS = ("Observation", "Calibration", "Self-calibration", "Images")
 
 
 def _rel(path: str | None, final_dir: Path) -> str | None:
@@ -47,6 +47,27 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _selfcal_rounds(data: dict) -> str:
+    """One table per target and LO: every self-calibration round with its figures and the guard's word."""
+    e = escape
+    out = []
+    for p in data["products"]:
+        if p["kind"] != "selfcal":
+            continue
+        meta = json.loads(p["meta"] or "{}")
+        rows = [[str(r["round"]), e(str(r.get("calmode") or "1GC")), e(str(r.get("solint") or "")),
+                 f"{r['rms_jy'] * 1e3:.2f}", f"{r['peak_jy']:.4f}", f"{r['dynamic_range']:.0f}" if r.get(
+                     "dynamic_range") else "", f"{r.get('flagged_fraction', 0):.0%}",
+                 "kept" if r.get("kept") else "<span class='failed'>not kept</span>", e(r.get("why") or "")]
+                for r in meta.get("rounds", [])]
+        out.append(f"<h3>{e(str(meta.get('field', p['unit'])))} Lo{e(str(meta.get('lo', '')))}</h3>"
+                   f"<p>{e(str(meta.get('rounds_kept', 0)))} round(s) kept; mask: {e(str(meta.get('mask')))}; "
+                   f"{e(str(meta.get('stop_reason', '')))}</p>"
+                   + _table(["round", "mode", "solint", "rms (mJy/beam)", "peak (Jy/beam)", "DR",
+                             "solutions flagged", "guard", "why"], rows))
+    return "\n".join(out)
 
 
 def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict, final_dir: Path,
@@ -96,6 +117,8 @@ def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict,
                                  + e("; ".join(f"{a} ({why})" for a, why in bad.items())) + "</p>")
                 else:
                     parts.append(f"<p>bandpass, group {e(g)}: no antenna stands out</p>")
+        if section == "Self-calibration":
+            parts.append(_selfcal_rounds(data))
         if section == "Images":
             if not figs:
                 parts.append("<p class='muted'>no images yet</p>")
@@ -107,6 +130,17 @@ def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict,
             parts.append(f"<figure>{img}<figcaption>{e(f['caption'])}</figcaption></figure>")
         if section == "Images":
             parts.append("</div>")
+
+    if data.get("images"):
+        rows = [[e(r["field"]), e(r["lo"]), e(r["kind"]), f"{r['rms_jy'] * 1e3:.2f}" if r["rms_jy"] else "",
+                 f"{r['peak_jy']:.4f}" if r["peak_jy"] is not None else "",
+                 f"{r['dynamic_range']:.0f}" if r["dynamic_range"] else "",
+                 f"{r['beam_major_arcsec']:.0f}″ × {r['beam_minor_arcsec']:.0f}″" if r["beam_major_arcsec"] else "",
+                 str(r["selfcal_rounds"]), e(r["mask"] or ""), _link(r["path"], final_dir, "FITS")]
+                for r in data["images"]]
+        parts.append("<h2>Image metrics</h2>" + _table(
+            ["field", "LO", "kind", "rms (mJy/beam)", "peak (Jy/beam)", "DR", "beam", "self-cal rounds", "mask",
+             "file"], rows))
 
     if data["fluxes"]:
         rows = []

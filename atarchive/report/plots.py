@@ -129,26 +129,69 @@ def flux_vs_model(points: list[dict], models: dict[str, tuple[np.ndarray, np.nda
         ax.errorbar([p["freq_hz"] / 1e6 for p in pts], [p["flux_jy"] for p in pts],
                     yerr=[p.get("flux_err_jy") or 0 for p in pts], fmt="o", ms=5, label=f"{name} measured")
     ax.set(xlabel="frequency (MHz)", ylabel="flux density (Jy)", xscale="log", yscale="log")
+    plain_log_axes(ax)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def thumbnail(data: np.ndarray, beam_pix: tuple[float, float, float] | None, title: str, path: Path) -> Path:
-    """An image plane with the restoring beam (major, minor in pixels, PA in deg) drawn bottom left."""
+def plain_log_axes(ax, which: str = "xy") -> None:
+    """Log axes labelled in plain numbers (15, 20, 1400), not 1.5×10¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def fmt(v, _pos):
+        return f"{v:g}"
+
+    for name in which:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        axis.set_major_formatter(FuncFormatter(fmt))
+        axis.set_minor_locator(LogLocator(subs=(2.0, 3.0, 5.0)))
+        axis.set_minor_formatter(FuncFormatter(fmt))
+
+
+def image_norm(rms: float, peak: float):
+    """An asinh stretch from -5 rms to the peak: the noise and the artefacts around the rms are visible
+    while the brightest source is not saturated."""
+    from astropy.visualization import AsinhStretch, ImageNormalize
+
+    rms = abs(float(rms)) or 1e-6
+    vmin, vmax = -5.0 * rms, max(float(peak), 10.0 * rms)
+    a = min(1.0, max(1e-4, 10.0 * rms / (vmax - vmin)))
+    return ImageNormalize(vmin=vmin * 1e3, vmax=vmax * 1e3, stretch=AsinhStretch(a=a))
+
+
+def sky_panels(panels: list[dict], path: Path, norm, title: str = "") -> Path:
+    """Images on the sky side by side, one colour scale (``norm``, in mJy/beam) and colourbar.
+    Each panel: ``data`` (Jy/beam, 2-D), ``wcs`` (celestial), ``title``, ``beam`` (major, minor in pixels,
+    PA in degrees) drawn bottom left, optional ``box`` (x0, x1, y0, y1) pixels to zoom on."""
     from matplotlib.patches import Ellipse
 
-    fig, axes = _fig(3.4, 3.4)
-    ax = axes[0][0]
-    d = np.asarray(data, dtype=float)
-    vmax = np.nanmax(d) if np.isfinite(d).any() else 1.0
-    ax.imshow(d, origin="lower", cmap="inferno", vmin=-0.1 * vmax, vmax=vmax)
-    if beam_pix:
-        bmaj, bmin, pa = beam_pix
-        ny = d.shape[0]
-        ax.add_patch(Ellipse((0.1 * ny + bmaj, 0.1 * ny + bmaj), bmin, bmaj, angle=pa, fill=False, color="cyan", lw=1))
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    n = len(panels)
+    fig = Figure(figsize=(3.1 * n + 1.0, 3.4), dpi=DPI, layout="compressed")
+    FigureCanvasAgg(fig)
+    im = None
+    for i, p in enumerate(panels):
+        ax = fig.add_subplot(1, n, i + 1, projection=p["wcs"])
+        d = np.asarray(p["data"], dtype=float) * 1e3
+        im = ax.imshow(d, origin="lower", cmap="inferno", norm=norm, interpolation="nearest")
+        x0, x1, y0, y1 = p.get("box") or (0, d.shape[1] - 1, 0, d.shape[0] - 1)
+        ax.set_xlim(x0 - 0.5, x1 + 0.5)
+        ax.set_ylim(y0 - 0.5, y1 + 0.5)
+        if p.get("beam"):
+            bmaj, bmin, pa = p["beam"]
+            span = max(x1 - x0, y1 - y0)
+            off = 0.08 * span + bmaj / 2
+            ax.add_patch(Ellipse((x0 + off, y0 + off), bmin, bmaj, angle=pa, fill=False, color="cyan", lw=1.2))
+        ax.set_title(p.get("title", ""), fontsize=8)
+        ra, dec = ax.coords[0], ax.coords[1]
+        ra.set_axislabel("RA (J2000)", fontsize=7)
+        dec.set_axislabel("Dec (J2000)" if i == 0 else " ", fontsize=7)
+        ra.set_ticklabel(size=6)
+        dec.set_ticklabel(size=6)
+        ra.set_major_formatter("hh:mm")
+        dec.set_major_formatter("dd:mm")
+    fig.colorbar(im, ax=fig.axes, label="mJy/beam", shrink=0.85)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 

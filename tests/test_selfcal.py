@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atarchive.casa.selfcal import keep_round, plan_rounds
+from atarchive.casa.selfcal import diverged, keep_round, plan_rounds
 from atarchive.simulate import simulate, spec_from_dict
 from conftest import cli_run as cli
 
@@ -29,6 +29,13 @@ def test_a_round_is_kept_only_if_the_rms_falls_and_the_peak_holds():
     ok, why = keep_round(prev, {"rms_jy": 0.005, "peak_jy": 1.0, "flagged_fraction": 0.8, "solint": "int"},
                          max_peak_drop=0.03)
     assert not ok and "80% of the gain solutions failed" in why and "int" in why
+
+
+def test_a_clean_that_ran_away_is_recognised():
+    ref = {"rms_jy": 0.02, "peak_jy": 1.0}
+    assert not diverged(ref, {"rms_jy": 0.001, "peak_jy": 1.1})
+    assert diverged(ref, {"rms_jy": 29.0, "peak_jy": 366.0})
+    assert diverged(ref, {"rms_jy": 0.05, "peak_jy": 1.0})
 
 
 def test_solution_intervals_shrink_and_the_last_repeats():

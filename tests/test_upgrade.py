@@ -17,7 +17,12 @@ from conftest import REPO, atarchive_ok
 FIXTURE = REPO / "tests" / "data" / "archive-v0.1.0"
 SESSION = "ptiny/2025-03-15-10:40:00"
 # step → why it reruns after an upgrade (a step version that truly changed); empty: nothing reruns
-EXPECTED_RERUNS: dict[str, str] = {}
+EXPECTED_RERUNS: dict[str, str] = {
+    # issue 16: targets are self-calibrated (a new step) and imaged from the self-calibrated data
+    "selfcal": "never run",
+    "image": "step version 2→3",
+    "report": "input changed: image",
+}
 
 
 def _restore(tmp_path: Path) -> Path:
@@ -84,23 +89,32 @@ def test_run_names_the_live_process_that_holds_a_session(tmp_path):
     from atarchive.catalogue import Catalogue
 
     conf = _restore(tmp_path)
+    # hold every unit of the first step with work to do (the report when the old archive is up to date),
+    # so this live process holds the whole session
+    plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
+    first = plan[0]["step"] if plan else "report"
+    held = [r["unit"] for r in plan if r["step"] == first] if plan else [""]
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         with Catalogue(tmp_path / "catalogue.db") as cat:
             sid = cat.session(SESSION)["id"]
-            cat.start_run(session_id=sid, step="report", unit="", fingerprint="x" * 20, version=1, params={},
-                          inputs={}, versions={}, reason="test", attempt=1, log_path="",
-                          owner=f"{socket.gethostname()}:{holder.pid}")
+            for unit in held:
+                cat.start_run(session_id=sid, step=first, unit=unit, fingerprint="x" * 20, version=1, params={},
+                              inputs={}, versions={}, reason="test", attempt=1, log_path="",
+                              owner=f"{socket.gethostname()}:{holder.pid}")
         out = atarchive_ok(conf, "run")
-        assert f"{SESSION}: being run by PID {holder.pid} on {socket.gethostname()} (report" in out, out
-        assert "every ready session is up to date" not in out
+        assert f"{SESSION}: being run by PID {holder.pid} on {socket.gethostname()} ({first}" in out, out
+        assert "every ready session is up to date" not in out and "ran " not in out, out
         got = json.loads(atarchive_ok(conf, "run", "--json"))
         assert [(h["session"], h["pid"]) for h in got["held_elsewhere"]] == [(SESSION, holder.pid)]
     finally:
         holder.kill()
         holder.wait()
-    out = atarchive_ok(conf, "run")  # the holder is gone: its run is marked interrupted, nothing is held
-    assert "being run by" not in out and "every ready session is up to date" in out, out
+    # the holder is gone: its runs are marked interrupted, nothing is held
+    out = atarchive_ok(conf, "run", "--dry-run")
+    assert "being run by" not in out, out
+    if not plan:
+        assert "every ready session is up to date" in atarchive_ok(conf, "run")
 
 
 def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
@@ -112,11 +126,13 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     shutil.copy(FIXTURE / "atarchive.toml", conf)
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "report"]
+    order = ["copy", "compress", "concat", "fix", "calibrate", "selfcal", "image", "report"]
     steps = [r["step"] for r in plan]
     assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
     n_fields, n_los = len(truth["sources"]), len(truth["los"])
     assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
+    n_targets = sum(s["role_hint"] == "target" for s in truth["sources"].values())
+    assert steps.count("selfcal") == n_targets * n_los
     assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
     (concat,) = [r for r in plan if r["step"] == "concat"]
     first_fc = min((s for s in json.loads(atarchive_ok(conf, "show", SESSION, "--json"))["scans"]

@@ -232,7 +232,7 @@ def pick_grid(vis: str, fmin: float, fmax: float, params: dict) -> tuple[float, 
 
 
 def masked_clean(t, base: str, *, vis: str, cell_arcsec: float, imsize: int, params: dict, mask: str | None,
-                 nsigma: float, savemodel: bool = False, spw: str = "") -> None:
+                 nsigma: float, savemodel: bool = False, spw: str = "", datacolumn: str = "corrected") -> None:
     """One tclean of every selected spectral window of ``vis`` to ``nsigma`` × the residual rms, inside
     ``mask`` (a CASA mask image) or with auto-multithresh when there is none; with ``savemodel`` the
     model visibilities go to MODEL_DATA (what self-calibration solves against)."""
@@ -240,7 +240,7 @@ def masked_clean(t, base: str, *, vis: str, cell_arcsec: float, imsize: int, par
         usemask="auto-multithresh", sidelobethreshold=1.0, noisethreshold=3.0, lownoisethreshold=1.0,
         minbeamfrac=0.1)
     gridding = dict(gridder="widefield", wprojplanes=-1) if params.get("wproject") else dict(gridder="standard")
-    t.tclean(vis=vis, imagename=base, spw=spw, specmode="mfs", deconvolver="hogbom", **gridding,
+    t.tclean(vis=vis, imagename=base, spw=spw, datacolumn=datacolumn, specmode="mfs", deconvolver="hogbom", **gridding,
              imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec", weighting=params["weighting"],
              robust=params["robust"], stokes="I", pbcor=False, niter=int(params["niter"]), nsigma=nsigma,
              savemodel="modelcolumn" if savemodel else "none", **masking)

@@ -1,20 +1,23 @@
 """The selfcal step's CASA side: rounds of self-calibration of one target field and LO, in a child.
 
 1. The field's LO is split out of the calibrated (1GC) split into a working MS.
-2. A seed clean with auto-multithresh gives a first restored image; a mask is made on it
-   (breizorro at ``mask_threshold`` σ, or auto-multithresh when breizorro is not installed, recorded).
-3. Round 0 cleans the 1GC data inside that mask to ``nsigma`` and saves the model in MODEL_DATA: the
-   1GC image (FITS kept for the before/after comparison) and the starting metrics.
+2. A seed clean with auto-multithresh gives a first restored image; the first mask is breizorro's on
+   it (``mask_threshold`` σ) joined with the seed's own mask (auto-multithresh alone when breizorro is
+   not installed, recorded).
+3. Round 0 cleans the 1GC data inside that mask to ``model_nsigma`` (shallow: data with phase errors
+   diverge when cleaned deep) and saves the model in MODEL_DATA.
 4. Each round solves gains against the current model (phase-only with the round's solution interval;
-   a last amplitude+phase round when the 1GC peak/rms allows), applies them, re-images with the
-   previous mask and makes a new mask on the result. The **guard** keeps a round only if the residual
-   rms fell and the peak did not fall by more than ``max_peak_drop``; otherwise it stops and the data
-   stay as after the last round kept. A target whose 1GC peak/rms is below ``min_peak_snr`` keeps its
-   1GC data, with the reason.
-5. The kept corrected data are split to the product MS; the last kept mask is exported as FITS for the
-   image step.
+   a last amplitude+phase round when peak/rms allows), applies them, cleans inside the mask to
+   ``nsigma`` (as deep as the final image: a sparse array's residual rms is its own sidelobes, so only
+   a deep clean shows what the calibration did) and joins breizorro's mask of the result to the mask.
+   The **guard** keeps a round only if the residual rms fell and the peak did not fall by more than
+   ``max_peak_drop``; otherwise it stops and the data stay as after the last round kept. A target whose
+   1GC peak/rms is below ``min_peak_snr`` keeps its 1GC data, with the reason.
+5. The 1GC image for the before/after comparison is the 1GC data cleaned exactly as the final image
+   will be (final mask, ``nsigma``), unless that clean runs away (then round 0's, said in the note).
+   The kept corrected data are split to the product MS; the final mask is kept as FITS for the image step.
 
-Guard decisions are pure (``keep_round``) and tested without CASA.
+Guard decisions are pure (``keep_round``, ``diverged``, ``plan_rounds``) and tested without CASA.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def keep_round(prev: dict, new: dict, *, max_peak_drop: float, flagged_limit: fl
         return False, (f"peak fell by more than {max_peak_drop:.0%} ({prev['peak_jy']:.4f} → "
                        f"{new['peak_jy']:.4f} Jy/beam)")
     return True, "residual rms fell and the peak held"
+
+
+def diverged(reference: dict, image: dict, factor: float = 2.0) -> bool:
+    """A clean that ran away: its peak or residual rms more than ``factor`` times the reference's."""
+    return image["peak_jy"] > factor * reference["peak_jy"] or image["rms_jy"] > factor * reference["rms_jy"]
 
 
 def plan_rounds(solints: list[str], rounds: int) -> list[str]:
@@ -136,13 +144,18 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         raise PermanentStepError(f"split of {name} for self-calibration produced nothing")
     cell, imsize = pick_grid(vis, fmin, fmax, image_params)
     common = dict(vis=vis, cell_arcsec=cell, imsize=imsize, params=image_params)
-    nsigma = float(params["nsigma"])
+    nsigma = float(params["model_nsigma"])  # rounds: a model safe to solve against
+    final_nsigma = float(params["nsigma"])  # the before/after images: as deep as the final image
     threshold = float(params["mask_threshold"])
 
     # seed: auto-multithresh clean of the 1GC data, the first mask made on it
     seed = os.path.join(work, "seed")
     masked_clean(t, seed, mask=None, nsigma=nsigma, **common)
-    mask = _breizorro_mask(t, seed + ".image", os.path.join(work, "mask0"), threshold)
+    seed_mask = None
+    if os.path.isdir(seed + ".mask"):
+        seed_mask = os.path.join(work, "seedmask")
+        t.exportfits(imagename=seed + ".mask", fitsimage=seed_mask + ".fits", overwrite=True)
+    mask = _breizorro_mask(t, seed + ".image", os.path.join(work, "mask0"), threshold, previous=seed_mask)
     mask_method = f"breizorro {threshold:g}σ" if mask else (
         "auto-multithresh (breizorro not installed)" if breizorro_path() is None
         else "auto-multithresh (breizorro masked nothing)")
@@ -151,7 +164,6 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     best = {"round": 0, "solint": None, "calmode": None, **_metrics(t, base0), "kept": True,
             "flagged_fraction": 0.0, "mask": mask_method}
     rounds = [best]
-    files_1gc = _export(t, base0, os.path.join(outdir, f"{name}_1gc"))
     kept_tables: list[str] = []
     stop_reason = ""
     if refant is None:
@@ -182,7 +194,7 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         tables = [*pre, table]
         t.applycal(vis=vis, gaintable=tables, calwt=False, applymode="calonly", flagbackup=False)
         base = os.path.join(work, f"r{i}")
-        masked_clean(t, base, mask=mask, nsigma=nsigma, savemodel=True, **common)
+        masked_clean(t, base, mask=mask, nsigma=final_nsigma, savemodel=True, **common)
         new = {"round": i, "solint": solint, "calmode": calmode, **_metrics(t, base),
                "flagged_fraction": _flagged_fraction(ct, table), "mask": mask_method}
         ok, why = keep_round(best, new, max_peak_drop=float(params["max_peak_drop"]))
@@ -198,6 +210,21 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     # the product: the data as after the last round kept (1GC data when none was)
     if kept_tables:
         t.applycal(vis=vis, gaintable=kept_tables, calwt=False, applymode="calonly", flagbackup=False)
+    # the 1GC image for the before/after comparison: the 1GC data imaged exactly as the final image will
+    # be (final mask, final depth), so the difference is the calibration's alone
+    base_1gc = os.path.join(work, "before")
+    masked_clean(t, base_1gc, mask=mask, nsigma=final_nsigma, datacolumn="data", **common)
+    before = _metrics(t, base_1gc)
+    if diverged(rounds[0], before):
+        # uncorrected phase errors make a deep clean of the 1GC data run away: compare with the 1GC image
+        # cleaned to model_nsigma (round 0) instead, and say so
+        base_1gc = base0
+        before = {**_metrics(t, base0), "note": f"the 1GC data diverge when cleaned to {final_nsigma:g}σ; "
+                                                f"1GC image cleaned to {nsigma:g}σ"}
+    files_1gc = _export(t, base_1gc, os.path.join(outdir, f"{name}_1gc"))
+    if os.environ.get("ATARCHIVE_SELFCAL_AFTER"):  # development: the after image here too
+        masked_clean(t, os.path.join(work, "after"), mask=mask, nsigma=final_nsigma, **common)
+        before["after"] = _metrics(t, os.path.join(work, "after"))
     out_ms = os.path.join(outdir, f"{name}_selfcal.ms")
     t.split(vis=vis, outputvis=out_ms, datacolumn="corrected" if kept_tables else "data", keepflags=True)
     mask_fits = None
@@ -213,7 +240,6 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     return {"ms": final(out_ms), "mask_fits": final(mask_fits), "mask": mask_method, "rounds": rounds,
             "rounds_kept": len(kept), "stop_reason": stop_reason or "every planned round kept",
             "refant": int(refant), "cell_arcsec": cell, "imsize": imsize, "spws": spw_ids,
-            "before": {**{k: rounds[0][k] for k in ("peak_jy", "rms_jy", "dynamic_range", "beam_major_arcsec",
-                                                     "beam_minor_arcsec", "beam_pa_deg")},
+            "before": {**before,
                        **{k: final(v) for k, v in files_1gc.items()}},
             "after": {k: best[k] for k in ("peak_jy", "rms_jy", "dynamic_range")}}

@@ -75,4 +75,4 @@ class Selfcal(Step):
             "rms_jy": before["rms_jy"], "peak_jy": before["peak_jy"], "dynamic_range": before["dynamic_range"],
             "beam_major_arcsec": before["beam_major_arcsec"], "beam_minor_arcsec": before["beam_minor_arcsec"],
             "beam_pa_deg": before["beam_pa_deg"], "selfcal_rounds": 0, "mask": p.meta.get("mask"),
-            "note": p.meta.get("stop_reason")}])
+            "note": "; ".join(n for n in (p.meta.get("stop_reason"), before.get("note")) if n)}])

@@ -43,9 +43,23 @@ class Ctx:
 
     @property
     def cat(self):
+        """The catalogue, which must exist: queries never create one (nor its directory)."""
         if self._cat is None:
             from .catalogue import Catalogue
 
+            if not self.cfg.catalogue.is_file():
+                raise ConfigError(f"no catalogue at {self.cfg.catalogue} (config key catalogue): "
+                                  "run `atarchive scan` first")
+            self._cat = Catalogue(self.cfg.catalogue)
+        return self._cat
+
+    def prepare(self):
+        """`run`, `daemon` and `scan`: check the configured paths (one line naming the key, exit 2),
+        then open the catalogue, creating it if it is new."""
+        from .catalogue import Catalogue
+
+        config_mod.check_paths(self.cfg)
+        if self._cat is None:
             self._cat = Catalogue(self.cfg.catalogue)
         return self._cat
 
@@ -160,7 +174,7 @@ def scan(obj: Ctx, as_json):
     """Index the storage roots (uvh5 headers only). Idempotent."""
     from .scanner.discover import Indexer
 
-    rep = Indexer(obj.cat, obj.cfg).scan()
+    rep = Indexer(obj.prepare(), obj.cfg).scan()
     if as_json:
         _json(rep.as_dict())
         return
@@ -233,7 +247,7 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     if until and until not in STEP_NAMES:
         raise click.BadParameter(f"unknown step {until!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--until")
 
-    rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
+    rec = Reconciler(obj.cfg, obj.cat if dry_run else obj.prepare(), log=None if as_json else obj.log)
     chosen = _sessions(obj, sessions)
     if dry_run:
         from .queries import dry_run_items, dry_run_sessions
@@ -253,12 +267,18 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
         for h in held:
             out.print(f"{h['session']}: being run by PID {h['pid']} on {h['host']} ({h['step']} {h['unit']}".rstrip()
                       + f", since {time.strftime('%H:%M:%S', time.localtime(h['since']))})")
+        rows = queries.status_rows(obj.cat, obj.cfg)
         if not summary.ran and not summary.failed:
-            out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)"
-                      if not held else "nothing else to run")
+            failed = sum(r["state"] == "failed" for r in rows)
+            if failed:
+                out.print(f"nothing to run: {failed} session(s) failed, the others are up to date "
+                          "(`atarchive reprocess SESSION` runs a failed one again)")
+            else:
+                out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)"
+                          if not held else "nothing else to run")
         else:
             out.print(render.summary_line(summary))
-        render.print_status(queries.status_rows(obj.cat, obj.cfg), None)
+        render.print_status(rows, None)
     if summary.failed:
         sys.exit(1)
 
@@ -311,6 +331,7 @@ def daemon(obj: Ctx, max_seconds):
     """Watch the storage roots, index new sessions, and reconcile ready ones. One per catalogue."""
     from .daemon import Daemon
 
+    config_mod.check_paths(obj.cfg)  # the daemon opens (and creates) the catalogue itself
     d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds)
     d.install_signals()
     sys.exit(d.run())

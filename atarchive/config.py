@@ -196,6 +196,32 @@ class Config(_Strict):
         return self
 
 
+def check_paths(cfg: Config) -> None:
+    """Before `run`, `daemon` or `scan` touch anything: the storage roots and the catalogue's directory
+    exist and are directories, and so is the work root (made here when only it is missing, its
+    parent existing). Raises :class:`ConfigError` with one line naming the key."""
+    for i, root in enumerate(cfg.storage_roots):
+        if not root.is_dir():
+            what = "is not a directory" if root.exists() else "does not exist"
+            raise ConfigError(f"storage_roots[{i}]: {root} {what}")
+    parent = cfg.catalogue.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"catalogue: the directory of {cfg.catalogue} {what}")
+    if cfg.catalogue.is_dir():
+        raise ConfigError(f"catalogue: {cfg.catalogue} is a directory, not a catalogue file")
+    root = cfg.work_root
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"work_root: {root} is not a directory")
+    if not root.exists():
+        if not root.parent.is_dir():
+            raise ConfigError(f"work_root: {root} does not exist, nor does its parent directory")
+        try:
+            root.mkdir()
+        except OSError as err:
+            raise ConfigError(f"work_root: cannot create {root}: {err.strerror}") from None
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"

@@ -29,11 +29,21 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 class Ctx:
-    def __init__(self, config_path: str | None, log_format: str):
+    def __init__(self, config_path: str | None, log_format: str | None):
         self.config_path = config_path
-        self.log_format = log_format
+        self._log_format = log_format
         self._cfg = None
         self._cat = None
+
+    @property
+    def log_format(self) -> str:
+        """--log-format, else the config's ``log_format`` (text if the config cannot be read)."""
+        if self._log_format is None:
+            try:
+                self._log_format = self.cfg.log_format
+            except ConfigError:
+                self._log_format = "text"
+        return self._log_format
 
     @property
     def cfg(self):
@@ -65,9 +75,29 @@ class Ctx:
 
     def log(self, msg: str, **fields) -> None:
         if self.log_format == "json":
-            click.echo(json.dumps({"ts": time.time(), "msg": msg, **fields}, default=str), err=True)
+            click.echo(render.json_event("message", {"msg": msg, **fields}), err=True)
         else:
             err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", markup=True)
+
+    def event(self, kind: str, info: dict) -> None:
+        """A reconciler event (a unit started or finished) as a log line."""
+        if self.log_format == "json":
+            name, level = render.unit_event(kind, info)
+            click.echo(render.json_event(name, info, level=level), err=True)
+        elif kind != "start":
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {render.event_line(kind, info)}", markup=True)
+
+    def progress(self, rec, chosen, until=None) -> "render.RunProgress":
+        """Units to run per step (the plan now, up to ``until``), for `run`'s progress."""
+        from .contracts import STEP_ORDER
+        from .queries import dry_run_items
+
+        last = STEP_ORDER.index(until) if until else len(STEP_ORDER) - 1
+        totals: dict[str, int] = {}
+        for item in dry_run_items(rec.plan(chosen)):
+            if item["status"] != "failed" and STEP_ORDER.index(item["step"]) <= last:
+                totals[item["step"]] = totals.get(item["step"], 0) + 1
+        return render.RunProgress(self, totals)
 
 
 class AtarchiveGroup(click.Group):
@@ -88,8 +118,9 @@ class AtarchiveGroup(click.Group):
 @click.group(cls=AtarchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar=config_mod.ENV_VAR, type=click.Path(dir_okay=False),
               help=f"Config file (TOML). Default: ${config_mod.ENV_VAR}, else ./atarchive.toml.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Format of log lines on stderr (json suits journald).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines on stderr: text (default; config key log_format) or json, one object per event "
+                   "(ts, level, event, session, step, unit, duration_s, log_path).")
 @click.version_option(__version__, prog_name="atarchive")
 @click.pass_context
 def cli(ctx, config_path, log_format):
@@ -247,7 +278,9 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     if until and until not in STEP_NAMES:
         raise click.BadParameter(f"unknown step {until!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--until")
 
-    rec = Reconciler(obj.cfg, obj.cat if dry_run else obj.prepare(), log=None if as_json else obj.log)
+    # unit events carry what the reconciler's own lines say: in JSON, only the events
+    rec = Reconciler(obj.cfg, obj.cat if dry_run else obj.prepare(),
+                     log=None if as_json or obj.log_format == "json" else obj.log)
     chosen = _sessions(obj, sessions)
     if dry_run:
         from .queries import dry_run_items, dry_run_sessions
@@ -259,7 +292,8 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     from . import queries
     from .queries import held_elsewhere
 
-    summary = rec.run(chosen, on_event=None if as_json else render.progress_printer(obj), until=until)
+    with obj.progress(rec, chosen, until) as progress:  # on stderr, with --json too
+        summary = rec.run(chosen, on_event=progress, until=until)
     held = held_elsewhere(obj.cat)
     if as_json:
         _json({**summary.as_dict(), "held_elsewhere": held})
@@ -317,7 +351,9 @@ def reprocess(obj: Ctx, session, from_step, now):
     if now:
         from .reconciler import Reconciler
 
-        summary = Reconciler(obj.cfg, obj.cat, log=obj.log).run([s], on_event=render.progress_printer(obj))
+        rec = Reconciler(obj.cfg, obj.cat, log=None if obj.log_format == "json" else obj.log)
+        with obj.progress(rec, [s]) as progress:
+            summary = rec.run([s], on_event=progress)
         out.print(render.summary_line(summary))
         if summary.failed:
             sys.exit(1)

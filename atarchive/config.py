@@ -36,6 +36,9 @@ class ScanConfig(_Strict):
 
 class DaemonConfig(_Strict):
     heartbeat_seconds: float = Field(5.0, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535,
+                                     description="serve Prometheus metrics on this port (also --metrics-port)")
+    metrics_address: str = Field("127.0.0.1", description="address the metrics port listens on (0.0.0.0: all)")
     grace_seconds: float = Field(60.0, ge=0, description="on SIGTERM, running steps get this long before being killed")
     min_free_gb: float = Field(5.0, ge=0, description="pause new work while the work root has less free space")
 
@@ -171,6 +174,7 @@ class Config(_Strict):
     storage_roots: list[Path] = Field(default_factory=list, description="each holds projects/<project>/<session>/")
     work_root: Path = Path("atarchive-work")
     catalogue: Path = Path("atarchive.db")
+    log_format: Literal["text", "json"] = Field("text", description="log lines on stderr (also --log-format)")
     scan: ScanConfig = Field(default_factory=ScanConfig)
     steps: StepsConfig = Field(default_factory=StepsConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

@@ -134,7 +134,8 @@ class Reconciler:
                                 inflight_keys.add((sid, u.step, u.key))
                                 if on_event:
                                     on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
-                                                       "reason": u.reason})
+                                                       "reason": u.reason,
+                                                       "log_path": str(naming.log_path(p.view.sdir, u.step, u.key))})
                             fut, entries = self._submit(pool, p, batch)
                             inflight[fut] = entries
                     if inflight and len(inflight) < workers and not pool.remote and any(

@@ -362,13 +362,16 @@ def reprocess(obj: Ctx, session, from_step, now):
 # -- daemon ------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--max-seconds", type=float, default=None, help="Stop after this long (tests, cron).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://ADDRESS:PORT/metrics (config daemon.metrics_port; "
+                   "ADDRESS is daemon.metrics_address, default 127.0.0.1).")
 @click.pass_obj
-def daemon(obj: Ctx, max_seconds):
+def daemon(obj: Ctx, max_seconds, metrics_port):
     """Watch the storage roots, index new sessions, and reconcile ready ones. One per catalogue."""
     from .daemon import Daemon
 
     config_mod.check_paths(obj.cfg)  # the daemon opens (and creates) the catalogue itself
-    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds)
+    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds, event=obj.event, metrics_port=metrics_port)
     d.install_signals()
     sys.exit(d.run())
 

@@ -48,7 +48,7 @@ def print_status(rows: list[dict], daemon: dict | None) -> None:
                          + ("" if not s or s["status"] in ("done", "waiting", "none") else f" {s['status']}"))
         t.add_row(r["key"], f"{r['scans_complete']}/{r['scans']}", ", ".join(r["fields"]), ",".join(r["los"]),
                   f"[{STATE_STYLE.get(st, 'white')}]{st}[/]" + (f" ({r['next_step']})" if r["next_step"] else ""),
-                  *cells, (r["error"] or "")[:200])
+                  *cells, (r["error"] or "")[:300])
     out.print(t)
 
 

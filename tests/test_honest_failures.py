@@ -109,3 +109,13 @@ def test_an_os_error_that_cannot_go_away_fails_once_counted_in_units(tmp_path):
     assert err.startswith("copy ") and "NotADirectoryError" in err and err.endswith(".log)"), err
     again = _cli(conf, "run", check=0)  # nothing retried: the session stays failed, and run says so
     assert again.stdout.startswith("nothing to run: 1 session(s) failed") and "Traceback" not in again.stderr
+
+
+def test_no_empty_tmp_directories_left_after_success(tmp_path):
+    put_real_nested(tmp_path / "storage")
+    conf = _conf(tmp_path)
+    _cli(conf, "scan", check=0)
+    _cli(conf, "run", "--until", "compress", check=0)
+    (sdir,) = (tmp_path / "work" / "p001").iterdir()
+    assert (sdir / "ms").is_dir() and not (sdir / "tmp").exists()
+    assert [d for d in (tmp_path / "work").rglob("*") if d.is_dir() and not any(d.iterdir())] == []

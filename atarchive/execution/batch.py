@@ -72,6 +72,17 @@ class PidRecorder:
             pass
 
 
+def _make_workdir(path: Path) -> None:
+    """mkdir -p, again if another unit's cleanup removed the empty ``tmp/`` just as it was made."""
+    for _ in range(3):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def _os_error(err: OSError) -> Exception:
     """An OS error around a unit (making its directories, installing its outputs) as a step error:
     temporary only when its errno is transient (:func:`atarchive.errors.is_temporary`)."""
@@ -101,7 +112,7 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
                 for left in naming.tmp_leftovers(final):
                     remove(left)
                 final.parent.mkdir(parents=True, exist_ok=True)
-            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            _make_workdir(ctx.workdir)
             call = step.prepare(ctx)
             calls.append({"func": call.target, "kwargs": call.kwargs, "log_path": ctx.log_path})
             idx.append(i)
@@ -138,6 +149,11 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
         for final in ctx.unit.spec.outputs:
             remove(ctx.tmp[final])
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+        for d in (ctx.workdir.parent, ctx.workdir.parent.parent):  # tmp/<step_unit>/, then tmp/: if empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
     t_end = time.time()
     share = max(0.0, (t_end - t_batch) - sum(own)) / n
     outcomes, t = [], t_batch

@@ -119,3 +119,38 @@ def test_no_empty_tmp_directories_left_after_success(tmp_path):
     (sdir,) = (tmp_path / "work" / "p001").iterdir()
     assert (sdir / "ms").is_dir() and not (sdir / "tmp").exists()
     assert [d for d in (tmp_path / "work").rglob("*") if d.is_dir() and not any(d.iterdir())] == []
+
+
+def test_json_log_events_and_progress_on_stderr(tmp_path):
+    """--log-format json (or the config key): one JSON object per line, the event keys always, no rich
+    markup; with --json the summary alone is on stdout and the progress (units done / total per step)
+    on stderr."""
+    from datetime import datetime
+
+    put_real_nested(tmp_path / "storage")
+    put_real_nested(tmp_path / "storage", project="p002", session="2024-12-13-01:00:00")
+    conf = _conf(tmp_path)
+    _cli(conf, "scan", check=0)
+    r = _cli(conf, "--log-format", "json", "run", "--until", "copy", "--json", check=0)
+    assert [u["step"] for u in json.loads(r.stdout)["ran"]] == ["copy", "copy"]
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    keys = ["ts", "level", "event", "session", "step", "unit", "duration_s", "log_path"]
+    assert events and all(list(e)[:8] == keys for e in events), events
+    assert "[green]" not in r.stderr and "[/" not in r.stderr
+    done = [e for e in events if e["event"] == "unit_done"]
+    assert [(e["done"], e["total"]) for e in done] == [(1, 2), (2, 2)]
+    for e in done:
+        assert datetime.fromisoformat(e["ts"]).utcoffset().total_seconds() == 0
+        assert e["duration_s"] > 0 and e["log_path"].endswith(".log") and e["level"] == "info"
+        assert (tmp_path / e["log_path"]).is_file()
+    # the config key alone, and text progress lines on stderr when --json
+    (tmp_path / "atarchive.toml").write_text(conf.read_text().replace('catalogue = "cat.db"',
+                                                                      'catalogue = "cat.db"\nlog_format = "json"'))
+    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "copy", check=0)
+    r = _cli(conf, "run", "--until", "copy", check=0)
+    assert [json.loads(line)["event"] for line in r.stderr.splitlines()] == ["unit_started", "unit_done"]
+    conf.write_text(conf.read_text().replace('log_format = "json"', 'log_format = "text"'))
+    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "copy", check=0)
+    r = _cli(conf, "run", "--until", "copy", "--json", check=0)
+    assert json.loads(r.stdout)["failed"] == []
+    assert "done p001/2024-12-12-17:29:25 copy " in r.stderr and " · copy 1/1" in r.stderr, r.stderr

@@ -68,6 +68,7 @@ _CASA_LOG = _re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?\s+(?:(?:I
                         r"ERROR|WARNING)\s+)?(?:\S+::\S*\s+)?")
 _NOISE = _re.compile(r"^\s*(?:[\^~]+\s*)+$|^Traceback \(most recent call last\)|^\s*File \"|^During handling of|"
                      r"^The above exception was the direct cause|^\s*\+\s|^===|leap second|^-+$", _re.I)
+_LONG_PATH = _re.compile(r"(?<![\w.])/[^\s'\"]{40,}")
 _OWN_ERRORS = {"StepError", "TemporaryStepError", "PermanentStepError", "AtarchiveError"}
 
 
@@ -112,6 +113,8 @@ def error_line(step: str, unit: str, text: str, log_path: str | None = None, *, 
     tail = f" (log: {log_path})" if log_path else ""
     cause = error_cause(text)
     room = max(20, limit - len(head) - len(tail))
+    if len(cause) > room:  # first, long paths in the cause keep only their last part
+        cause = _LONG_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], cause)
     if len(cause) > room:
         cause = cause[:room - 1].rstrip() + "…"
     return head + cause + tail

@@ -98,3 +98,13 @@ def test_retry_only_what_can_go_away():
     assert transient_message("RuntimeError", "Error (Resource temporarily unavailable) when acquiring lock on x")
     assert not transient_message("RuntimeError", "No rows were selected")
     assert not transient_message("ValueError", "solint 'bogus' is not a time")
+
+
+def test_long_paths_in_the_cause_give_way_to_the_cause():
+    f = "/mnt/datax-netStorage-40G/projects/p002/2024-12-13-01:00:00/uvh5_60647_62965_9760406_3c286_0001/" \
+        "LoA.C0352/uvh5_60647_62965_9760406_3c286_0001.uvh5"
+    text = f"{f}: cannot read uvh5 data: Can't synchronously read data (filter returned failure during read)"
+    line = error_line("copy", "uvh5_60647_62965_9760406_3c286_0001/LoA", text, LOG)
+    assert len(line) <= 300 and line.endswith(f" (log: {LOG})")
+    assert ("copy uvh5_60647_62965_9760406_3c286_0001/LoA: …/uvh5_60647_62965_9760406_3c286_0001.uvh5: cannot read "
+            "uvh5 data: Can't synchronously read data (filter returned failure during read)") in line

@@ -105,12 +105,14 @@ def error_cause(text: str) -> str:
     return "unknown error"
 
 
-def error_line(step: str, unit: str, text: str, log_path: str | None = None, *, limit: int = ERROR_LINE_MAX) -> str:
+def error_line(step: str, unit: str, text: str, log_path: str | None = None, *, note: str = "",
+               limit: int = ERROR_LINE_MAX) -> str:
     """The one line stored for a failed unit (``sessions.error``, the run row): ``step unit: cause
     (log: path)``, at most ``limit`` characters. Only the cause is shortened (ending in "…"): the
-    step, the unit and the log path always show whole. The full text stays in the step log."""
+    step, the unit, the ``note`` (e.g. "after 3 attempts") and the log path always show whole. The
+    full text stays in the step log."""
     head = f"{step} {unit}".strip() + ": "
-    tail = f" (log: {log_path})" if log_path else ""
+    tail = (f" ({note})" if note else "") + (f" (log: {log_path})" if log_path else "")
     cause = error_cause(text)
     room = max(20, limit - len(head) - len(tail))
     if len(cause) > room:  # first, long paths in the cause keep only their last part

@@ -264,7 +264,9 @@ class Reconciler:
                 if not isinstance(err, StepError):
                     text = f"{type(err).__name__}: {text}"
                     self._log_text(ctx, text)
-            msg = error_line(u.step, u.key, text, str(ctx.log_path))  # the full text is in the step log
+            last = temporary and u.attempt >= self.cfg.execution.max_attempts > 1
+            msg = error_line(u.step, u.key, text, str(ctx.log_path),  # the full text is in the step log
+                             note=f"after {u.attempt} attempts" if last and status == RunStatus.FAILED else "")
             self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg, **span)
             rec.update(status=status, error=msg, temporary=temporary)
             self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg}".replace("  ", " "))

@@ -108,3 +108,8 @@ def test_long_paths_in_the_cause_give_way_to_the_cause():
     assert len(line) <= 300 and line.endswith(f" (log: {LOG})")
     assert ("copy uvh5_60647_62965_9760406_3c286_0001/LoA: …/uvh5_60647_62965_9760406_3c286_0001.uvh5: cannot read "
             "uvh5 data: Can't synchronously read data (filter returned failure during read)") in line
+
+
+def test_a_note_is_kept_whole_like_the_log_path():
+    line = error_line("image", "LoA", "x" * 400, LOG, note="after 3 attempts")
+    assert len(line) == 300 and line.endswith(f"… (after 3 attempts) (log: {LOG})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
@@ -263,13 +264,13 @@ class Reconciler:
                 text = str(err) or type(err).__name__
                 if not isinstance(err, StepError):
                     text = f"{type(err).__name__}: {text}"
-                    self._log_text(ctx, text)
+                    self._log_text(ctx, "".join(traceback.format_exception(err)))
             last = temporary and u.attempt >= self.cfg.execution.max_attempts > 1
             msg = error_line(u.step, u.key, text, str(ctx.log_path),  # the full text is in the step log
                              note=f"after {u.attempt} attempts" if last and status == RunStatus.FAILED else "")
             self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg, **span)
             rec.update(status=status, error=msg, temporary=temporary)
-            self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg}".replace("  ", " "))
+            self.log(f"{ctx.view.key}: {status}: {msg}")
             if status == RunStatus.FAILED and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
                 self.cat.set_session_error(sid, msg)
             return rec

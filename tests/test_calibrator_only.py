@@ -99,5 +99,5 @@ def test_calibrator_only_sessions_imaged_or_failed_with_the_measured_delays(ran)
     # following it calibrates the session
     write_conf(root, chanbin=int(cure))
     cli(conf, "run", k600, check=None)
-    assert _row(conf, k600)["state"] == "done"
+    assert _row(conf, k600)["state"] == "done" and _row(conf, k600)["error"] is None  # the error is cleared
     _flux_ok(conf, k600)

@@ -118,7 +118,10 @@ def test_no_empty_tmp_directories_left_after_success(tmp_path):
     _cli(conf, "run", "--until", "compress", check=0)
     (sdir,) = (tmp_path / "work" / "p001").iterdir()
     assert (sdir / "ms").is_dir() and not (sdir / "tmp").exists()
-    assert [d for d in (tmp_path / "work").rglob("*") if d.is_dir() and not any(d.iterdir())] == []
+    # (ms/fullres/ may stay, empty once compress removed the full-resolution MS: a copy of a new scan
+    # of the session can be writing into it at that moment)
+    assert [d for d in (tmp_path / "work").rglob("*") if d.is_dir() and not any(d.iterdir())
+            and d.name != "fullres"] == []
 
 
 def test_json_log_events_and_progress_on_stderr(tmp_path):

@@ -4,7 +4,6 @@ mstransform. The full-resolution copy is removed afterwards unless ``keep_fullre
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from .. import naming
 from ..casa import compress as casa_compress
@@ -52,9 +51,4 @@ class Compress(Step):
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         if not ctx.view.cfg.steps.compress.keep_fullres:
-            fullres = Path(ctx.unit.spec.payload["in_ms"])
-            shutil.rmtree(fullres, ignore_errors=True)
-            try:  # the last one out leaves no empty ms/fullres/
-                fullres.parent.rmdir()
-            except OSError:
-                pass
+            shutil.rmtree(ctx.unit.spec.payload["in_ms"], ignore_errors=True)

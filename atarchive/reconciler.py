@@ -270,7 +270,6 @@ class Reconciler:
                              note=f"after {u.attempt} attempts" if last and status == RunStatus.FAILED else "")
             self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg, **span)
             rec.update(status=status, error=msg, temporary=temporary)
-            self.log(f"{ctx.view.key}: {status}: {msg}")
             if status == RunStatus.FAILED and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
                 self.cat.set_session_error(sid, msg)
             return rec

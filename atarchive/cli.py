@@ -29,11 +29,21 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 class Ctx:
-    def __init__(self, config_path: str | None, log_format: str):
+    def __init__(self, config_path: str | None, log_format: str | None):
         self.config_path = config_path
-        self.log_format = log_format
+        self._log_format = log_format
         self._cfg = None
         self._cat = None
+
+    @property
+    def log_format(self) -> str:
+        """--log-format, else the config's ``log_format`` (text if the config cannot be read)."""
+        if self._log_format is None:
+            try:
+                self._log_format = self.cfg.log_format
+            except ConfigError:
+                self._log_format = "text"
+        return self._log_format
 
     @property
     def cfg(self):
@@ -43,17 +53,51 @@ class Ctx:
 
     @property
     def cat(self):
+        """The catalogue, which must exist: queries never create one (nor its directory)."""
         if self._cat is None:
             from .catalogue import Catalogue
 
+            if not self.cfg.catalogue.is_file():
+                raise ConfigError(f"no catalogue at {self.cfg.catalogue} (config key catalogue): "
+                                  "run `atarchive scan` first")
+            self._cat = Catalogue(self.cfg.catalogue)
+        return self._cat
+
+    def prepare(self):
+        """`run`, `daemon` and `scan`: check the configured paths (one line naming the key, exit 2),
+        then open the catalogue, creating it if it is new."""
+        from .catalogue import Catalogue
+
+        config_mod.check_paths(self.cfg)
+        if self._cat is None:
             self._cat = Catalogue(self.cfg.catalogue)
         return self._cat
 
     def log(self, msg: str, **fields) -> None:
         if self.log_format == "json":
-            click.echo(json.dumps({"ts": time.time(), "msg": msg, **fields}, default=str), err=True)
+            click.echo(render.json_event("message", {"msg": msg, **fields}), err=True)
         else:
             err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}", markup=True)
+
+    def event(self, kind: str, info: dict) -> None:
+        """A reconciler event (a unit started or finished) as a log line."""
+        if self.log_format == "json":
+            name, level = render.unit_event(kind, info)
+            click.echo(render.json_event(name, info, level=level), err=True)
+        elif kind != "start":
+            err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {render.event_line(kind, info)}", markup=True)
+
+    def progress(self, rec, chosen, until=None) -> "render.RunProgress":
+        """Units to run per step (the plan now, up to ``until``), for `run`'s progress."""
+        from .contracts import STEP_ORDER
+        from .queries import dry_run_items
+
+        last = STEP_ORDER.index(until) if until else len(STEP_ORDER) - 1
+        totals: dict[str, int] = {}
+        for item in dry_run_items(rec.plan(chosen)):
+            if item["status"] != "failed" and STEP_ORDER.index(item["step"]) <= last:
+                totals[item["step"]] = totals.get(item["step"], 0) + 1
+        return render.RunProgress(self, totals)
 
 
 class AtarchiveGroup(click.Group):
@@ -74,8 +118,9 @@ class AtarchiveGroup(click.Group):
 @click.group(cls=AtarchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar=config_mod.ENV_VAR, type=click.Path(dir_okay=False),
               help=f"Config file (TOML). Default: ${config_mod.ENV_VAR}, else ./atarchive.toml.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Format of log lines on stderr (json suits journald).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines on stderr: text (default; config key log_format) or json, one object per event "
+                   "(ts, level, event, session, step, unit, duration_s, log_path).")
 @click.version_option(__version__, prog_name="atarchive")
 @click.pass_context
 def cli(ctx, config_path, log_format):
@@ -160,7 +205,7 @@ def scan(obj: Ctx, as_json):
     """Index the storage roots (uvh5 headers only). Idempotent."""
     from .scanner.discover import Indexer
 
-    rep = Indexer(obj.cat, obj.cfg).scan()
+    rep = Indexer(obj.prepare(), obj.cfg).scan()
     if as_json:
         _json(rep.as_dict())
         return
@@ -233,7 +278,9 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     if until and until not in STEP_NAMES:
         raise click.BadParameter(f"unknown step {until!r}; steps: {', '.join(STEP_NAMES)}", param_hint="--until")
 
-    rec = Reconciler(obj.cfg, obj.cat, log=None if as_json else obj.log)
+    # unit events carry what the reconciler's own lines say: in JSON, only the events
+    rec = Reconciler(obj.cfg, obj.cat if dry_run else obj.prepare(),
+                     log=None if as_json or obj.log_format == "json" else obj.log)
     chosen = _sessions(obj, sessions)
     if dry_run:
         from .queries import dry_run_items, dry_run_sessions
@@ -245,7 +292,8 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
     from . import queries
     from .queries import held_elsewhere
 
-    summary = rec.run(chosen, on_event=None if as_json else render.progress_printer(obj), until=until)
+    with obj.progress(rec, chosen, until) as progress:  # on stderr, with --json too
+        summary = rec.run(chosen, on_event=progress, until=until)
     held = held_elsewhere(obj.cat)
     if as_json:
         _json({**summary.as_dict(), "held_elsewhere": held})
@@ -253,12 +301,18 @@ def run(obj: Ctx, sessions, dry_run, until, as_json):
         for h in held:
             out.print(f"{h['session']}: being run by PID {h['pid']} on {h['host']} ({h['step']} {h['unit']}".rstrip()
                       + f", since {time.strftime('%H:%M:%S', time.localtime(h['since']))})")
+        rows = queries.status_rows(obj.cat, obj.cfg)
         if not summary.ran and not summary.failed:
-            out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)"
-                      if not held else "nothing else to run")
+            failed = sum(r["state"] == "failed" for r in rows)
+            if failed:
+                out.print(f"nothing to run: {failed} session(s) failed, the others are up to date "
+                          "(`atarchive reprocess SESSION` runs a failed one again)")
+            else:
+                out.print("nothing to run: every ready session is up to date (see `atarchive explain SESSION`)"
+                          if not held else "nothing else to run")
         else:
             out.print(render.summary_line(summary))
-        render.print_status(queries.status_rows(obj.cat, obj.cfg), None)
+        render.print_status(rows, None)
     if summary.failed:
         sys.exit(1)
 
@@ -297,7 +351,9 @@ def reprocess(obj: Ctx, session, from_step, now):
     if now:
         from .reconciler import Reconciler
 
-        summary = Reconciler(obj.cfg, obj.cat, log=obj.log).run([s], on_event=render.progress_printer(obj))
+        rec = Reconciler(obj.cfg, obj.cat, log=None if obj.log_format == "json" else obj.log)
+        with obj.progress(rec, [s]) as progress:
+            summary = rec.run([s], on_event=progress)
         out.print(render.summary_line(summary))
         if summary.failed:
             sys.exit(1)
@@ -306,12 +362,16 @@ def reprocess(obj: Ctx, session, from_step, now):
 # -- daemon ------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--max-seconds", type=float, default=None, help="Stop after this long (tests, cron).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve Prometheus metrics at http://ADDRESS:PORT/metrics (config daemon.metrics_port; "
+                   "ADDRESS is daemon.metrics_address, default 127.0.0.1).")
 @click.pass_obj
-def daemon(obj: Ctx, max_seconds):
+def daemon(obj: Ctx, max_seconds, metrics_port):
     """Watch the storage roots, index new sessions, and reconcile ready ones. One per catalogue."""
     from .daemon import Daemon
 
-    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds)
+    config_mod.check_paths(obj.cfg)  # the daemon opens (and creates) the catalogue itself
+    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds, event=obj.event, metrics_port=metrics_port)
     d.install_signals()
     sys.exit(d.run())
 

@@ -36,6 +36,9 @@ class ScanConfig(_Strict):
 
 class DaemonConfig(_Strict):
     heartbeat_seconds: float = Field(5.0, gt=0)
+    metrics_port: int | None = Field(None, ge=0, le=65535,
+                                     description="serve Prometheus metrics on this port (also --metrics-port)")
+    metrics_address: str = Field("127.0.0.1", description="address the metrics port listens on (0.0.0.0: all)")
     grace_seconds: float = Field(60.0, ge=0, description="on SIGTERM, running steps get this long before being killed")
     min_free_gb: float = Field(5.0, ge=0, description="pause new work while the work root has less free space")
 
@@ -210,6 +213,7 @@ class Config(_Strict):
     storage_roots: list[Path] = Field(default_factory=list, description="each holds projects/<project>/<session>/")
     work_root: Path = Path("atarchive-work")
     catalogue: Path = Path("atarchive.db")
+    log_format: Literal["text", "json"] = Field("text", description="log lines on stderr (also --log-format)")
     scan: ScanConfig = Field(default_factory=ScanConfig)
     steps: StepsConfig = Field(default_factory=StepsConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -233,6 +237,32 @@ class Config(_Strict):
         self.work_root = r(self.work_root)
         self.catalogue = r(self.catalogue)
         return self
+
+
+def check_paths(cfg: Config) -> None:
+    """Before `run`, `daemon` or `scan` touch anything: the storage roots and the catalogue's directory
+    exist and are directories, and so is the work root (made here when only it is missing, its
+    parent existing). Raises :class:`ConfigError` with one line naming the key."""
+    for i, root in enumerate(cfg.storage_roots):
+        if not root.is_dir():
+            what = "is not a directory" if root.exists() else "does not exist"
+            raise ConfigError(f"storage_roots[{i}]: {root} {what}")
+    parent = cfg.catalogue.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"catalogue: the directory of {cfg.catalogue} {what}")
+    if cfg.catalogue.is_dir():
+        raise ConfigError(f"catalogue: {cfg.catalogue} is a directory, not a catalogue file")
+    root = cfg.work_root
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"work_root: {root} is not a directory")
+    if not root.exists():
+        if not root.parent.is_dir():
+            raise ConfigError(f"work_root: {root} does not exist, nor does its parent directory")
+        try:
+            root.mkdir()
+        except OSError as err:
+            raise ConfigError(f"work_root: cannot create {root}: {err.strerror}") from None
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -103,9 +103,13 @@ class _Events:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, *, log: Callable[[str], None] = print, max_seconds: float | None = None):
+    def __init__(self, cfg: Config, *, log: Callable[[str], None] = print, max_seconds: float | None = None,
+                 event: Callable[[str, dict], None] | None = None, metrics_port: int | None = None):
         self.cfg = cfg
         self.log = log
+        self.event = event  # a unit started / finished (the CLI's text or JSON log line)
+        self.metrics_port = cfg.daemon.metrics_port if metrics_port is None else metrics_port
+        self.metrics = None
         self.stop = threading.Event()
         self.scan_now = threading.Event()
         self.work_now = threading.Event()
@@ -114,6 +118,8 @@ class Daemon:
 
     # -- health ------------------------------------------------------------------------------
     def _beat(self, cat: Catalogue, *, stopped: bool = False) -> None:
+        if self.metrics is not None:
+            self.metrics.beat()
         cat.beat(pid=os.getpid(), host=socket.gethostname(), activity=self.activity, stopped=stopped)
 
     def _eligible(self, cat_forces: Callable[[], set[int]]) -> Callable[[dict], bool]:
@@ -150,10 +156,18 @@ class Daemon:
     def run(self) -> int:
         lock = acquire_lock(self.cfg)
         try:
+            if self.metrics_port is not None:
+                from .metrics import Metrics
+
+                self.metrics = Metrics(self.cfg)
+                port = self.metrics.serve(self.metrics_port, self.cfg.daemon.metrics_address)
+                self.log(f"metrics: http://{self.cfg.daemon.metrics_address}:{port}/metrics")
             return self._run()
         finally:
             try:
                 lock_info_path(self.cfg).unlink(missing_ok=True)
+                if self.metrics is not None:
+                    self.metrics.close()
             finally:
                 lock.release()
 
@@ -176,6 +190,11 @@ class Daemon:
                 self.activity = f"running {info['step']} {info['unit']} of {info['session']}".strip()
             else:
                 self.activity = "idle"
+                if self.metrics is not None:
+                    self.metrics.unit_finished(info)
+            if self.event is not None:
+                self.event(kind, info)
+            elif kind != "start":
                 self.log(f"{info['status']}: {info['session']} {info['step']} {info['unit']}".strip()
                          + (f": {info.get('error')}" if info.get("error") else ""))
 
@@ -202,6 +221,8 @@ class Daemon:
                     if self.activity in ("starting", "idle") or self.activity.startswith("paused"):
                         self.activity = "scanning"
                     rep = Indexer(cat, cfg).scan()
+                    if self.metrics is not None:
+                        self.metrics.scanned(time.time(), rep.elapsed_s)
                     if rep.sessions_touched or rep.errors and rep.new_files:
                         self.log(f"scan: {rep.new_files} new, {rep.changed_files} changed files; sessions "
                                  f"touched: {', '.join(sorted(rep.sessions_touched)) or '-'}")

@@ -183,7 +183,9 @@ def _summarise(plan: SessionPlan) -> None:
             break
     if first_failed is not None:
         plan.state = SessionState.FAILED
-        plan.error = f"{first_failed.step} {first_failed.key}: {first_failed.reason}".replace(" : ", ": ")
+        stored = first_failed.reason.partition(": ")[2]  # the run's one-line error names step, unit and log
+        plan.error = stored if stored.startswith(f"{first_failed.step}") and "(log: " in stored else \
+            f"{first_failed.step} {first_failed.key}: {first_failed.reason}".replace(" : ", ": ")
         plan.next_step = None
         return
     if plan.next_step is None:

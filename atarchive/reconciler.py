@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from . import naming
 from .catalogue import Catalogue
 from .config import Config
 from .contracts import STEP_ORDER, Outcome, RunStatus, StepName, UnitStatus
-from .errors import StepError, TemporaryStepError
+from .errors import StepError, TemporaryStepError, error_line, is_temporary
 from .execution.batch import PidRecorder, execute_batch
 from .execution.children import SPARES
 from .execution.executors import make_executor
@@ -35,18 +36,22 @@ class RunSummary:
     failed: list[dict] = field(default_factory=list)  # units whose last attempt in this call failed
     interrupted_cleaned: int = 0
     recovered: list[dict] = field(default_factory=list)  # failed attempts that a later retry made good
+    _attempts: dict = field(default_factory=dict, repr=False)  # (session, step, unit) → its failed attempts
 
     def as_dict(self) -> dict:
         return {"ran": self.ran, "failed": self.failed, "interrupted_cleaned": self.interrupted_cleaned,
                 "recovered": self.recovered}
 
     def add(self, rec: dict) -> None:
+        """Count units, not attempts: ``failed`` holds a unit once (its last failed attempt);
+        ``recovered`` every failed attempt a later retry made good."""
+        key = (rec["session"], rec["step"], rec["unit"])
+        self.failed = [f for f in self.failed if (f["session"], f["step"], f["unit"]) != key]
         if rec["status"] == "failed":
             self.failed.append(rec)
+            self._attempts.setdefault(key, []).append(rec)
             return
-        key = (rec["session"], rec["step"], rec["unit"])
-        self.recovered += [f for f in self.failed if (f["session"], f["step"], f["unit"]) == key]
-        self.failed = [f for f in self.failed if (f["session"], f["step"], f["unit"]) != key]
+        self.recovered += self._attempts.pop(key, [])
         self.ran.append(rec)
 
 
@@ -130,7 +135,8 @@ class Reconciler:
                                 inflight_keys.add((sid, u.step, u.key))
                                 if on_event:
                                     on_event("start", {"session": p.session["key"], "step": u.step, "unit": u.key,
-                                                       "reason": u.reason})
+                                                       "reason": u.reason,
+                                                       "log_path": str(naming.log_path(p.view.sdir, u.step, u.key))})
                             fut, entries = self._submit(pool, p, batch)
                             inflight[fut] = entries
                     if inflight and len(inflight) < workers and not pool.remote and any(
@@ -228,6 +234,16 @@ class Reconciler:
         fut = pool.submit(execute_batch, step, ctxs, self.cfg)
         return fut, entries
 
+    @staticmethod
+    def _log_text(ctx: RunContext, text: str) -> None:
+        """An error raised in this process (not in the child): its full text goes to the step log too."""
+        try:
+            ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(ctx.log_path, "a") as fh:
+                fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} error in atarchive\n{text}\n")
+        except OSError:
+            pass
+
     def _finish(self, outcome: Outcome | None, sid: int, u: PlannedUnit, ctx: RunContext, run_id: int) -> dict:
         """Record one unit's outcome: the run row (with the unit's own time span), its products and
         step rows, and the session's error."""
@@ -235,21 +251,27 @@ class Reconciler:
         if outcome is None:
             outcome = Outcome(error=TemporaryStepError("no outcome (worker stopped)"))
         span = {k: v for k, v in (("started", outcome.started), ("finished", outcome.finished)) if v is not None}
+        if outcome.seconds is not None:
+            rec["duration_s"] = round(outcome.seconds, 3)
+        rec["log_path"] = str(ctx.log_path)
         if not outcome.ok:
             err = outcome.error
-            temporary = isinstance(err, TemporaryStepError) or not isinstance(err, StepError)
+            temporary = is_temporary(err)
             if ctx.cancel is not None and ctx.cancel.is_set():
-                status, msg = RunStatus.INTERRUPTED, "stopped by shutdown"
+                status, text = RunStatus.INTERRUPTED, "stopped by shutdown"
             else:
                 status = RunStatus.FAILED
-                msg = str(err) or type(err).__name__
+                text = str(err) or type(err).__name__
                 if not isinstance(err, StepError):
-                    msg = f"internal error {type(err).__name__}: {msg}"
-            self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg[-4000:], **span)
+                    text = f"{type(err).__name__}: {text}"
+                    self._log_text(ctx, "".join(traceback.format_exception(err)))
+            last = temporary and u.attempt >= self.cfg.execution.max_attempts > 1
+            msg = error_line(u.step, u.key, text, str(ctx.log_path),  # the full text is in the step log
+                             note=f"after {u.attempt} attempts" if last and status == RunStatus.FAILED else "")
+            self.cat.finish_run(run_id, status=status, temporary=int(temporary), error=msg, **span)
             rec.update(status=status, error=msg, temporary=temporary)
-            self.log(f"{ctx.view.key}: {u.step} {u.key} {status}: {msg.splitlines()[0] if msg else ''}")
             if status == RunStatus.FAILED and (not temporary or u.attempt >= self.cfg.execution.max_attempts):
-                self.cat.set_session_error(sid, f"{u.step} {u.key}: {msg}".strip()[-2000:])
+                self.cat.set_session_error(sid, msg)
             return rec
         self.cat.replace_products(sid, u.step, u.key, run_id, [p.row(u.fingerprint) for p in outcome.products])
         BY_NAME[u.step].record(self.cat, sid, run_id, outcome)

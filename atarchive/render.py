@@ -3,7 +3,10 @@ tab-separated lines when piped. Only the CLI calls this; the data come from :mod
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -45,7 +48,7 @@ def print_status(rows: list[dict], daemon: dict | None) -> None:
                          + ("" if not s or s["status"] in ("done", "waiting", "none") else f" {s['status']}"))
         t.add_row(r["key"], f"{r['scans_complete']}/{r['scans']}", ", ".join(r["fields"]), ",".join(r["los"]),
                   f"[{STATE_STYLE.get(st, 'white')}]{st}[/]" + (f" ({r['next_step']})" if r["next_step"] else ""),
-                  *cells, (r["error"] or "")[:200])
+                  *cells, (r["error"] or "")[:300])
     out.print(t)
 
 
@@ -139,21 +142,89 @@ def summary_line(summary) -> str:
     return line
 
 
-def progress_printer(obj):
-    t0 = {}
+EVENT_KEYS = ("ts", "level", "event", "session", "step", "unit", "duration_s", "log_path")
+_MARKUP = re.compile(r"\[/?[a-z ]*\]")
 
-    def on_event(kind, info):
+
+def json_event(event: str, info: dict | None = None, *, level: str = "info", when: float | None = None) -> str:
+    """One log event as one JSON object (``--log-format json``): the keys of :data:`EVENT_KEYS` always
+    (null where they do not apply), then any others given (``msg``, ``error``, ``done``, ``total``…);
+    no rich markup."""
+    info = dict(info or {})
+    ts = datetime.fromtimestamp(time.time() if when is None else when, timezone.utc)
+    obj = {"ts": ts.isoformat(timespec="milliseconds"), "level": level, "event": event}
+    for k in EVENT_KEYS[3:]:
+        obj[k] = info.pop(k, None)
+    if isinstance(info.get("msg"), str):
+        info["msg"] = _MARKUP.sub("", info["msg"])
+    obj.update(info)
+    return json.dumps(obj, default=str, ensure_ascii=False)
+
+
+def unit_event(kind: str, info: dict) -> tuple[str, str]:
+    """(event name, level) of a reconciler event: ``start`` or a finished unit's status."""
+    if kind == "start":
+        return "unit_started", "info"
+    status = info.get("status") or "done"
+    return f"unit_{status}", "info" if status == "done" else ("warning" if status == "interrupted" else "error")
+
+
+class RunProgress:
+    """`run` and `reprocess --now`: per step, units done / total. On a terminal, rich progress bars on
+    stderr (also with ``--json``, whose output is stdout); every finished unit is a log line (text or
+    JSON) with the step's count. ``totals``: units to run per step, from the plan at the start (a
+    retried unit counts once)."""
+
+    def __init__(self, obj, totals: dict[str, int]):
+        self.obj, self.totals = obj, dict(totals)
+        self.done: dict[str, set] = {}
+        self.t0: dict[tuple, float] = {}
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+        if err.is_terminal and obj.log_format == "text" and totals:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=err, transient=False)
+            for step, n in totals.items():
+                self.tasks[step] = self.bar.add_task(step, total=n)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, kind: str, info: dict) -> None:
         key = (info.get("session"), info.get("step"), info.get("unit"))
+        step = info.get("step")
         if kind == "start":
-            t0[key] = time.time()
-        else:
-            dt = time.time() - t0.pop(key, time.time())
-            status = info.get("status")
-            colour = "green" if status == "done" else "red"
-            obj.log(f"[{colour}]{status}[/{colour}] {info['session']} {info['step']} {info['unit'] or ''} "
-                    f"({dt:.1f} s)" + (f": {info.get('error')}" if info.get("error") else ""))
+            self.t0[key] = time.time()
+            if self.obj.log_format == "json":
+                self.obj.event(kind, info)
+            return
+        self.t0.pop(key, None)
+        self.done.setdefault(step, set()).add(key)  # a set: a retried unit counts once
+        n = len(self.done.get(step, ()))
+        total = max(self.totals.get(step, 0), n)
+        if self.bar is not None and step in self.tasks:
+            self.bar.update(self.tasks[step], completed=n, total=total)
+        self.obj.event(kind, {**info, "done": n, "total": total})
 
-    return on_event
+
+def event_line(kind: str, info: dict) -> str:
+    """A finished unit as a text log line (rich markup; the names escaped), with its step's count."""
+    from rich.markup import escape
+
+    status = info.get("status")
+    colour = "green" if status == "done" else "red"
+    dur = f" ({info['duration_s']:.1f} s)" if info.get("duration_s") is not None else ""
+    count = f" · {info['step']} {info['done']}/{info['total']}" if info.get("total") else ""
+    return (f"[{colour}]{status}[/{colour}] " + escape(f"{info['session']} {info['step']} {info['unit'] or ''}".rstrip()
+            + dur + count + (f": {info.get('error')}" if info.get("error") else "")))
 
 
 def flux_trend_plot(rows: list[dict], field: str, path: str, starts: dict[str, float]) -> None:

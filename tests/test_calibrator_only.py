@@ -74,6 +74,9 @@ def test_real_ata_sample_fails_with_the_measured_cause(ran):
     assert "no coherent signal on 3c286: closure phases random" in err, err
     assert "exactly 0" in err and "purely imaginary" in err
     assert "too little unflagged data" not in err and "wrong reference antenna" not in err
+    # one line: the step, the cause and the step log's path, no traceback
+    assert err.startswith("calibrate: ") and err.endswith("/logs/calibrate.log)") and len(err) <= 300, err
+    assert "\n" not in err and "Traceback" not in err and "^^^" not in err
     log = next((root / "work" / "p001").glob("*/logs/calibrate.log")).read_text()
     assert "calibrator diagnosis:" in log and "measured_on=raw uvh5 (2 file(s))" in log
 
@@ -90,10 +93,11 @@ def test_calibrator_only_sessions_imaged_or_failed_with_the_measured_delays(ran)
     assert row["state"] == "failed", row
     err = row["error"]
     assert "residual delays up to" in err and "decorrelate 2 MHz channels" in err, err
-    assert "wrong reference antenna" not in err and "\n" not in err
+    assert "wrong reference antenna" not in err and "\n" not in err and len(err) <= 300
+    assert err.startswith("calibrate: ") and err.endswith("/logs/calibrate.log)"), err
     cure = err.rsplit("set steps.compress.chanbin = ", 1)[1].split()[0]
     # following it calibrates the session
     write_conf(root, chanbin=int(cure))
     cli(conf, "run", k600, check=None)
-    assert _row(conf, k600)["state"] == "done"
+    assert _row(conf, k600)["state"] == "done" and _row(conf, k600)["error"] is None  # the error is cleared
     _flux_ok(conf, k600)

@@ -1,5 +1,6 @@
-"""Several processes opening a new catalogue at once (the daemon starting while `status` runs) all
-get a fully migrated catalogue; none fails on a table another one has just created."""
+"""Several processes opening a new catalogue at once (the daemon starting while `scan` or `run` does;
+queries such as `status` never create one) all get a fully migrated catalogue; none fails on a table
+another one has just created."""
 
 from __future__ import annotations
 

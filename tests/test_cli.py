@@ -68,6 +68,8 @@ def test_scan_status_show_json(tmp_path, conf):
 
 
 def test_env_var_config_and_unknown_session(tmp_path, conf):
+    (tmp_path / "storage").mkdir()
+    cli("scan", env={"ATARCHIVE_CONFIG": str(conf)}, check=0)
     r = cli("show", "nope", env={"ATARCHIVE_CONFIG": str(conf)}, check=1)
     assert "no session 'nope'" in r.stderr and "Traceback" not in r.stderr
 
@@ -122,7 +124,9 @@ def test_report_needs_a_session_or_list(conf):
     assert "--list" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_flux_plot_needs_a_field_and_measurements(conf):
+def test_flux_plot_needs_a_field_and_measurements(tmp_path, conf):
+    (tmp_path / "storage").mkdir()
+    cli("--config", str(conf), "scan", check=0)
     r = cli("--config", str(conf), "fluxes", "--plot", "x.png", check=2)
     assert "--plot needs --field" in r.stderr
     r = cli("--config", str(conf), "fluxes", "--field", "3C286", "--plot", "x.png", check=2)

@@ -33,8 +33,11 @@ def start(conf, *extra):
 
 
 def status(conf):
+    """`status --json`; before the daemon has made the catalogue (status never makes one), empty."""
     r = subprocess.run([*EXE, "--config", str(conf), "status", "--json"], capture_output=True, text=True,
                        timeout=120, stdin=subprocess.DEVNULL)
+    if r.returncode == 2 and r.stderr.startswith("config error: no catalogue at "):
+        return {"sessions": [], "daemon": None}
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -247,3 +250,74 @@ def test_sigterm_during_casa_step_then_restart_completes(conf, tmp_path):
     assert not list((tmp_path / "work").rglob("*.tmp-*"))
     running = _catalogue_rows(conf, "SELECT * FROM step_runs WHERE status = 'running'")
     assert running == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scrape(port: int) -> dict:
+    """GET /metrics over HTTP: {(name, labels...): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        assert r.status == 200
+        text = r.read().decode()
+    return {(smp.name, *sorted(smp.labels.items())): smp.value
+            for fam in text_string_to_metric_families(text) for smp in fam.samples}
+
+
+def test_metrics_served_over_http(conf, tmp_path):
+    """`daemon --metrics-port`: a real HTTP request to 127.0.0.1 while it works on two sessions, one
+    whose visibilities are corrupt (its copy fails)."""
+    from test_failures import _corrupt_visibilities
+
+    put_real_nested(tmp_path / "storage")
+    bad = put_real_nested(tmp_path / "storage", project="p002", session="2024-12-13-01:00:00")
+    for f in bad.rglob("*.uvh5"):
+        _corrupt_visibilities(f)
+    port = _free_port()
+    d = subprocess.Popen([*EXE, "--config", str(conf), "--log-format", "json", "daemon", "--metrics-port", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        def ready():
+            try:
+                m = _scrape(port)
+            except OSError:
+                return None
+            return m if m.get(("atarchive_units_failed_total", ("step", "copy"))) == 1 and \
+                m.get(("atarchive_units_run_total", ("step", "copy")), 0) >= 2 else None
+
+        m = wait_for(ready, timeout=240, every=1.0)
+        # units run and failed by step, their durations, sessions by state
+        n_copy = m[("atarchive_units_run_total", ("step", "copy"))]
+        assert m[("atarchive_step_duration_seconds_count", ("step", "copy"))] == n_copy
+        assert m[("atarchive_step_duration_seconds_sum", ("step", "copy"))] > 0
+        assert m[("atarchive_sessions", ("state", "failed"))] == 1
+        assert sum(v for k, v in m.items() if k[0] == "atarchive_sessions") == 2
+        # the last scan, the heartbeat, the free space on the work root
+        assert time.time() - 60 < m[("atarchive_last_scan_timestamp_seconds",)] <= time.time()
+        assert 0 < m[("atarchive_last_scan_duration_seconds",)] < 30
+        assert 0 <= m[("atarchive_heartbeat_age_seconds",)] < 5
+        free = shutil.disk_usage(tmp_path / "work").free
+        assert abs(m[("atarchive_work_root_free_bytes",)] - free) < 0.05 * free
+    finally:
+        d.send_signal(signal.SIGTERM)
+        out, err = d.communicate(timeout=120)
+    assert d.returncode == 0, err[-2000:]
+    # --log-format json: every line on stderr is one JSON object with the event keys
+    events = [json.loads(line) for line in err.splitlines()]
+    keys = {"ts", "level", "event", "session", "step", "unit", "duration_s", "log_path"}
+    assert all(keys <= set(e) for e in events) and "[green]" not in err
+    failed = [e for e in events if e["event"] == "unit_failed"]
+    assert failed and failed[0]["step"] == "copy" and failed[0]["log_path"].endswith(".log")
+    assert failed[0]["ts"].endswith("+00:00") and failed[0]["level"] == "error"
+    assert any(e["event"] == "message" and e["msg"].startswith("metrics: http://127.0.0.1:") for e in events)
+    with pytest.raises(OSError):  # the port is closed with the daemon
+        _scrape(port)

@@ -233,6 +233,20 @@ def test_exhausted_retries_fail(tmp_path):
     assert p.state == "failed" and "after 3 attempts" in p.error
 
 
+def test_session_error_is_the_runs_one_line_error(tmp_path):
+    """A run's error written by `error_line` names its step, unit and log: the session's error is that
+    line, not wrapped in a second "step unit: failed: …"."""
+    from atarchive.errors import error_line
+
+    view = _view(tmp_path)
+    runs = Runs()
+    u = next(iter(plan(view, runs).units["copy"].values()))
+    line = error_line("copy", u.key, "RuntimeError: truncated file", "/w/logs/copy.log")
+    runs.record(u, status="failed", error=line, temporary=0)
+    p = plan(view, runs)
+    assert p.state == "failed" and p.error == line == f"copy {u.key}: RuntimeError: truncated file (log: /w/logs/copy.log)"
+
+
 def test_running_unit_is_not_planned_again(tmp_path):
     view = _view(tmp_path)
     runs = Runs()

@@ -87,3 +87,21 @@ def test_page_from_catalogue_rows_alone_escapes_field_names(tmp_path):
 def test_flux_trend_plot_writes_a_png(tmp_path):
     p = plots.flux_trend({"A": [(60749.0, 1.0, 0.01), (60750.0, 0.97, 0.01)]}, tmp_path / "t.png", "3C286")
     assert p.stat().st_size > 1000
+
+
+def test_products_table_links_only_products_that_exist(tmp_path):
+    """The full-resolution MS is removed once compress has averaged it: the page names it, unlinked."""
+    final = tmp_path / "work" / "reports" / "p" / "s"
+    out = tmp_path / "out"
+    out.mkdir()
+    ms = tmp_path / "work" / "p" / "ms"
+    (ms / "s0_LoA.ms").mkdir(parents=True)
+    data = _data(tmp_path, field="J1407+2827")
+    data["products"] = [
+        {"step": "copy", "unit": "s0/LoA", "kind": "ms", "path": str(ms / "fullres" / "s0_LoA.ms"), "meta": "{}"},
+        {"step": "compress", "unit": "s0/LoA", "kind": "ms", "path": str(ms / "s0_LoA.ms"), "meta": "{}"}]
+    render_report(data, outdir=out, final_dir=final)
+    html = (out / "index.html").read_text()
+    assert 'href="../../../p/ms/s0_LoA.ms"' in html
+    assert "fullres/s0_LoA.ms" in html and 'href="../../../p/ms/fullres/s0_LoA.ms"' not in html
+    assert "s0_LoA.ms <span class='muted'>(removed)</span>" in html

@@ -125,7 +125,7 @@ def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], p
         common = {"vis": vis, "refant": ref, "minsnr": p["minsnr"], "uvrange": p["uvrange"], "antenna": p["antenna"]}
         t.gaincal(caltable=tab["G0"], field=fc_sel, spw=_central_channels(spws, ids), calmode="p",
                   solint=p["solint_short"], gaintype="G", **common)
-        need(tab["G0"], "G0 (initial phase on the flux calibrator)")
+        need(tab["G0"], "G0 (phase)")
         t.gaincal(caltable=tab["K0"], field=fc_sel, spw=spw, gaintype="K", solint="inf", combine="scan",
                   gaintable=[tab["G0"]], **common)
         need(tab["K0"], "K0 (delay)")
@@ -135,7 +135,7 @@ def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], p
         g1_fields = ",".join(map(str, fc_ids + pc_ids))
         t.gaincal(caltable=tab["G1"], field=g1_fields, spw=spw, calmode="ap", solint="inf", gaintype="G",
                   gaintable=[tab["K0"], tab["B0"]], **common)
-        need(tab["G1"], "G1 (gains on the calibrators)")
+        need(tab["G1"], "G1 (gain)")
         fs = {}
         if pc_ids:
             fs = t.fluxscale(vis=vis, caltable=tab["G1"], fluxtable=tab["F"], reference=[str(i) for i in fc_ids],
@@ -291,7 +291,7 @@ def _need(path: str, what: str, *, vis: str, field_ids: list[int], spw_ids: list
 
     why, figures = caldiag.diagnose(vis, field_ids, spw_ids, field, raw=raw, chanbin=chanbin)
     print(caldiag.figures_line(figures), flush=True)
-    raise PermanentStepError(f"calibration produced no {what} table: {why}")
+    raise PermanentStepError(f"no {what} table: {why}")
 
 
 def _fluxscale_summary(fs: dict, pc_ids: list[int]) -> dict:

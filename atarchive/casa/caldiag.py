@@ -265,7 +265,8 @@ def _pct(x: float) -> str:
 
 
 def cause(m: dict, field: str) -> str:
-    """One line naming the measured reason a calibrator gave no solutions."""
+    """One line (≤ 170 characters, so the session's error line with its step and log path fits in
+    300) naming the measured reason a calibrator gave no solutions; every figure is in the step log."""
     if not m or not m.get("n_values"):
         return f"no unflagged cross-correlation data on the calibrator {field}"
     if m["unflagged_frac"] < 0.05:
@@ -276,19 +277,19 @@ def cause(m: dict, field: str) -> str:
         corrupt.append(f"{_pct(m['zero_frac'])} exactly 0")
     if m.get("imag_only_frac", 0) >= 0.05:
         corrupt.append(f"{_pct(m['imag_only_frac'])} purely imaginary")
-    corrupt_s = f"; unflagged visibilities {', '.join(corrupt)}" if corrupt else ""
+    corrupt_s = f"; {', '.join(corrupt)}" if corrupt else ""
     cl = m.get("closure_median_deg")
     if cl is not None and cl > RANDOM_CLOSURE_DEG:
-        return (f"no coherent signal on {field}: closure phases random (median {cl:.0f}°; a point source "
-                f"gives ~0°){corrupt_s}: corrupt or far too weak data, not delays or the reference antenna")
+        return (f"no coherent signal on {field}: closure phases random (median {cl:.0f}°){corrupt_s}: corrupt "
+                "data, not delays or the reference antenna")
     if m.get("baselines_decorrelated"):
         delays = m["delays_ns"]
         worst = sorted(delays, key=lambda a: -abs(delays[a]))
-        big = [a for a in worst if abs(delays[a]) * 1e-9 * m["channel_width_hz"] > 0.2][:6] or worst[:3]
+        big = [a for a in worst if abs(delays[a]) * 1e-9 * m["channel_width_hz"] > 0.2][:4] or worst[:3]
         peak = max(abs(delays[a]) for a in big)
         return (f"residual delays up to {peak:.0f} ns on {', '.join(big)} decorrelate "
                 f"{m['channel_width_hz'] / 1e6:g} MHz channels ({m['baselines_decorrelated']}/{m['n_baselines']} "
-                f"baselines keep < {_pct(DECORRELATION_LIMIT)}, worst {_pct(m['baseline_keep_min'])}): "
+                f"baselines < {_pct(DECORRELATION_LIMIT)}): "
                 + (f"set steps.compress.chanbin = {m['suggest_chanbin']}" if m.get("suggest_chanbin")
                    else "average fewer channels (steps.compress.chanbin)"))
     figs = [f"{_pct(m['unflagged_frac'])} unflagged"]
@@ -296,7 +297,7 @@ def cause(m: dict, field: str) -> str:
         figs.append(f"median |closure phase| {cl:.0f}°")
     if m.get("delays_ns"):
         figs.append(f"delays within ±{max(abs(v) for v in m['delays_ns'].values()):.0f} ns")
-    return f"no cause found in the calibrator {field}'s data ({', '.join(figs)}{corrupt_s}); see the step log"
+    return f"no cause found in {field}'s data ({', '.join(figs)}{corrupt_s})"
 
 
 def figures_line(m: dict) -> str:

@@ -159,7 +159,8 @@ def run(*, vis: str, outdir: str, final_dir: str, roles: dict, groups: list[list
                                            chanbin=d.get("chanbin", 1))
             print(figures_line(figures), flush=True)
             why = f": {cause}"
-        raise PermanentStepError(f"no unflagged data left after calibration in field(s) {empty}{why}")
+        raise PermanentStepError(f"calibration left no data: {cause}" if why else
+                                 f"calibration left no data in field(s) {', '.join(empty)}")
     unflagged = antenna_unflagged(list(per_split.values()))
     # Paths are reported where they will be after the reconciler renames outdir → final_dir.
     for sp in res.get("splits", []):

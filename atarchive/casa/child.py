@@ -6,7 +6,6 @@ Sends CASA's log to the step log, calls the function and writes {"ok": true, "re
 
 from __future__ import annotations
 
-import errno
 import importlib
 import json
 import os
@@ -68,7 +67,7 @@ def cache_numba() -> None:
 def _call(c: dict, waited: float = 0.0) -> dict:
     """``waited``: seconds the call waited for CASA to finish loading in a spare child; counted as
     time inside the call, as a child started for the call counts its imports."""
-    from atarchive.errors import PermanentStepError, TemporaryStepError
+    from atarchive.errors import PermanentStepError, TemporaryStepError, is_temporary
 
     os.environ["ATARCHIVE_CASA_LOG"] = c["log"]
     t0 = time.perf_counter()
@@ -80,9 +79,7 @@ def _call(c: dict, waited: float = 0.0) -> dict:
     except BaseException as err:  # noqa: BLE001 - report everything to the parent
         if isinstance(err, PermanentStepError):
             kind = "permanent"
-        elif isinstance(err, TemporaryStepError) or (
-                isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EIO, errno.EACCES, errno.EROFS,
-                                                          errno.EDQUOT)):
+        elif isinstance(err, TemporaryStepError) or (isinstance(err, OSError) and is_temporary(err)):
             kind = "temporary"
         else:
             kind = "error"

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import naming
 from ..config import Config
 from ..contracts import Outcome
-from ..errors import PermanentStepError, TemporaryStepError
+from ..errors import PermanentStepError, TemporaryStepError, is_temporary
 from ..steps.base import RunContext, Step, StepResult
 
 
@@ -72,6 +72,24 @@ class PidRecorder:
             pass
 
 
+def _make_workdir(path: Path) -> None:
+    """mkdir -p, again if another unit's cleanup removed the empty ``tmp/`` just as it was made."""
+    for _ in range(3):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _os_error(err: OSError) -> Exception:
+    """An OS error around a unit (making its directories, installing its outputs) as a step error:
+    temporary only when its errno is transient (:func:`atarchive.errors.is_temporary`)."""
+    cls = TemporaryStepError if is_temporary(err) else PermanentStepError
+    return cls(f"{type(err).__name__}: {err}")
+
+
 def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outcome]:
     """Prepare every unit, run their child calls in one child process, collect and rename outputs.
     Returns one :class:`Outcome` per unit, in order."""
@@ -94,12 +112,12 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
                 for left in naming.tmp_leftovers(final):
                     remove(left)
                 final.parent.mkdir(parents=True, exist_ok=True)
-            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            _make_workdir(ctx.workdir)
             call = step.prepare(ctx)
             calls.append({"func": call.target, "kwargs": call.kwargs, "log_path": ctx.log_path})
             idx.append(i)
-        except OSError as err:
-            errors[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
+        except OSError as err:  # disk full: retried; a work root that is a file: not
+            errors[i] = _os_error(err)
         except Exception as err:  # noqa: BLE001 - recorded per unit
             errors[i] = err
         own[i] += time.perf_counter() - t0
@@ -123,7 +141,7 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
                 step.after_success(ctx, result)
                 results[i] = result
             except OSError as err:
-                errors[i] = TemporaryStepError(f"{type(err).__name__}: {err}")
+                errors[i] = _os_error(err)
             except Exception as err:  # noqa: BLE001
                 errors[i] = err
             own[i] += time.perf_counter() - t0
@@ -131,6 +149,11 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
         for final in ctx.unit.spec.outputs:
             remove(ctx.tmp[final])
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+        for d in (ctx.workdir.parent, ctx.workdir.parent.parent):  # tmp/<step_unit>/, then tmp/: if empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
     t_end = time.time()
     share = max(0.0, (t_end - t_batch) - sum(own)) / n
     outcomes, t = [], t_batch

@@ -1,6 +1,7 @@
 """Run one function in a child Python process: its own working directory, CASA log captured to a
-file, offline site config, result back as JSON. Crashes and timeouts become TemporaryStepError;
-errors the function flags as bad data (PermanentStepError) stay permanent.
+file, offline site config, result back as JSON. Crashes, timeouts and locked tables become
+TemporaryStepError; errors the function flags as bad data (PermanentStepError) and any other
+exception stay permanent.
 
 python-casacore (used by pyuvdata's write_ms) and casatools must not share a process, and a CASA
 segfault must not take the reconciler down: every CASA or conversion call goes through here.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import PermanentStepError, StepError, TemporaryStepError
+from ..errors import PermanentStepError, StepError, TemporaryStepError, transient_message
 from ..casa.site import child_env
 
 TERM_GRACE_S = 10.0
@@ -198,7 +199,10 @@ def _outcome(it: dict, res: dict | None, rc: int | None, killed: str | None):
         return PermanentStepError(msg)
     if kind == "temporary":
         return TemporaryStepError(msg)
-    return TemporaryStepError(f"{res.get('type', 'Error')}: {msg}\n{_tail(log_path, 10)}")
+    # Any other exception (CASA's RuntimeError, a bug): permanent unless its text says a table is locked
+    # or the disk is full. Its traceback is in the step log.
+    kind_cls = TemporaryStepError if transient_message(res.get("type", "Error"), msg) else PermanentStepError
+    return kind_cls(f"{res.get('type', 'Error')}: {msg}")
 
 
 def _die_with_parent() -> None:

@@ -166,8 +166,10 @@ def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict,
     parts.append("<h2>Steps</h2><p class='muted'>newest run of every step and unit; the reason is why it ran</p>"
                  + _table(["step", "unit", "status", "fingerprint", "started", "duration", "reason", "error", "log"],
                           rows))
-    prows = [[e(p["step"]), e(p["unit"]), e(p["kind"]), _link(p["path"], final_dir, p["path"])]
-             for p in data["products"]]
+    # a product removed since (the full-resolution MS once compress has averaged it) is named, not linked
+    prows = [[e(p["step"]), e(p["unit"]), e(p["kind"]),
+              _link(p["path"], final_dir, p["path"]) if os.path.exists(p["path"])
+              else f"{e(p['path'])} <span class='muted'>(removed)</span>"] for p in data["products"]]
     if prows:
         parts.append("<h2>Products</h2>" + _table(["step", "unit", "kind", "path"], prows))
     parts.append("</body></html>\n")

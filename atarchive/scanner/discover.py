@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 from ..catalogue import Catalogue
 from ..config import Config
 from ..errors import IngestError
-from .layout import LayoutError, parse_data_path, session_of
+from .layout import FLAT_RE, STEM_RE, LayoutError, parse_data_path, session_of
 from .uvh5 import read_header
 
 
@@ -58,6 +58,7 @@ class ScanReport:
     sessions_new: set[str] = field(default_factory=set)
     elapsed_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    empty_sessions: list[str] = field(default_factory=list)  # session directories holding no uvh5 file
 
     def as_dict(self) -> dict:
         return {
@@ -71,6 +72,7 @@ class ScanReport:
             "sessions_new": sorted(self.sessions_new),
             "elapsed_s": round(self.elapsed_s, 3),
             "warnings": self.warnings,
+            "empty_sessions": self.empty_sessions,
         }
 
 
@@ -91,12 +93,19 @@ def walk(root: Path, report: ScanReport) -> list[_Found]:
     """Every ``*.uvh5`` under ``root/projects`` plus unreadable directories (as errors)."""
     top = projects_dir(root)
     out: list[_Found] = []
+    if not root.is_dir():
+        report.warnings.append(f"storage root does not exist or is not a directory: {root}")
+        return out
     if not top.is_dir():
         report.warnings.append(f"storage root has no projects/ directory: {root}")
         return out
     stack = [top]
+    session_dirs: dict[Path, int] = {}  # projects/<project>/<session>/ → uvh5 files found under it
     while stack:
         d = stack.pop()
+        rel = d.relative_to(top).parts
+        if len(rel) == 2 and not (STEM_RE.match(rel[1]) or FLAT_RE.match(rel[1])):
+            session_dirs.setdefault(d, 0)
         try:
             with os.scandir(d) as it:
                 entries = list(it)
@@ -110,8 +119,15 @@ def walk(root: Path, report: ScanReport) -> list[_Found]:
                 elif e.name.endswith(".uvh5") and e.is_file():
                     st = e.stat()
                     out.append(_Found(Path(e.path), st.st_size, st.st_mtime))
+                    rel = Path(e.path).relative_to(top).parts
+                    if len(rel) > 2:
+                        session_dirs[top / rel[0] / rel[1]] = session_dirs.get(top / rel[0] / rel[1], 0) + 1
             except OSError as err:
                 out.append(_Found(Path(e.path), error=f"cannot stat: {err.strerror}"))
+    for d, n in sorted(session_dirs.items()):
+        if n == 0 and not any(f.error and f.path.is_relative_to(d) for f in out):
+            report.empty_sessions.append(str(d))
+            report.warnings.append(f"session directory has no uvh5 files: {d}")
     return out
 
 

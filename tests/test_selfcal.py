@@ -187,19 +187,23 @@ def test_selfcal_does_no_harm_without_phase_noise(archive):
 
 @pytest.mark.casa
 def test_a_target_too_faint_for_selfcal_keeps_its_1gc_data_and_says_why(archive):
-    final = _image(archive["images"], "pnoisy", "faint field", "1gc")
+    before = _image(archive["images"], "pnoisy", "faint field", "1gc")
+    final = _image(archive["images"], "pnoisy", "faint field", "selfcal")
     assert final["selfcal_rounds"] == 0
-    assert "too faint for self-calibration" in final["note"] and "min_peak_snr" in final["note"], final
-    assert Path(final["path"]).is_file()
+    for row in (before, final):
+        assert "too faint for self-calibration" in row["note"] and "min_peak_snr" in row["note"], row
+        assert Path(row["path"]).is_file()
 
 
 @pytest.mark.casa
 def test_calibrators_are_not_touched_by_selfcal(archive):
+    """Without phase noise 3C286 is within 1 % of Perley-Butler 2017; with 30° of it (decorrelation in the
+    20 s averaging the calibrator's own solutions cannot undo), within 3 %."""
     rows = json.loads(cli(archive["conf"], "fluxes", "--json").stdout)
-    cal = [r for r in rows if r["field"] == "3C286"]
-    assert len(cal) == 2
-    for r in cal:
-        assert abs(r["flux_jy"] / r["model_flux_jy"] - 1) < 0.01, r
+    cal = {r["session"].split("/")[0]: r for r in rows if r["field"] == "3C286"}
+    assert set(cal) == {"pnoisy", "pquiet"}
+    assert abs(cal["pquiet"]["flux_jy"] / cal["pquiet"]["model_flux_jy"] - 1) < 0.01, cal["pquiet"]
+    assert abs(cal["pnoisy"]["flux_jy"] / cal["pnoisy"]["model_flux_jy"] - 1) < 0.03, cal["pnoisy"]
 
 
 @pytest.mark.casa

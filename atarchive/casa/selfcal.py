@@ -76,13 +76,17 @@ def _breizorro_mask(t, restored: str, out_base: str, threshold: float, previous:
     fits_in = out_base + "_in.fits"
     fits_mask = out_base + ".mask.fits"
     t.exportfits(imagename=restored, fitsimage=fits_in, overwrite=True)
-    proc = subprocess.run([exe, "-r", fits_in, "-t", str(threshold), "-o", fits_mask],
+    from astropy.io import fits
+
+    hdr = fits.getheader(fits_in)
+    # islands smaller than a quarter of the restoring beam are artefacts or noise, not emission
+    beam_px = 1.1331 * hdr.get("BMAJ", 0) * hdr.get("BMIN", 0) / (hdr.get("CDELT2", 1) ** 2)
+    proc = subprocess.run([exe, "-r", fits_in, "-t", str(threshold), "-o", fits_mask,
+                           "--minimum-size", str(max(1, int(beam_px / 4)))],
                           capture_output=True, text=True, timeout=600)
     os.remove(fits_in)
     if proc.returncode != 0 or not os.path.exists(fits_mask):
         raise RuntimeError(f"breizorro failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
-    from astropy.io import fits
-
     with fits.open(fits_mask, mode="update") as hdul:
         data = hdul[0].data > 0
         if previous:

@@ -107,7 +107,9 @@ class Image(Step):
         row.update(dynamic_range=res["peak_jy"] / res["rms_jy"] if res.get("rms_jy") else None,
                    selfcal_rounds=rounds or 0, mask=res.get("mask"), residual_path=res.get("residual_fits"),
                    note=res.get("selfcal_note"))
-        rows = [{**row, "kind": "selfcal" if rounds else "1gc", "path": res.get("fits")}]
+        # made from the selfcal step's product: "selfcal" (selfcal_rounds says how many rounds were kept, 0 for
+        # a target too faint for it); imaged from calibrate's split directly (self-calibration off): "1gc"
+        rows = [{**row, "kind": "selfcal" if rounds is not None else "1gc", "path": res.get("fits")}]
         if res.get("pbcor_fits"):
             rows.append({**row, "kind": "pbcor", "path": res["pbcor_fits"],
                          "note": f"Gaussian primary beam, blank below {res.get('pb_cutoff')} of its peak response"})

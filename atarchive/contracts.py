@@ -21,6 +21,7 @@ class StepName(StrEnum):
     FIX = "fix"
     CALIBRATE = "calibrate"
     IMAGE = "image"
+    SOURCES = "sources"
     REPORT = "report"
 
 

@@ -20,10 +20,12 @@ def status_rows(cat: Catalogue, cfg: Config) -> list[dict]:
     plans = plan_all(cat, cfg)
     scans = cat.scan_counts()
     names = cat.names_by_session()
+    reports = cat.products_of_step("report")
     rows = []
     for p in plans:
         s = p.session
         sc = scans.get(s["id"], {"n": 0, "c": 0})
+        rep = next((r["meta"] for r in reports.get(s["id"], []) if r["kind"] == "report"), {})
         rows.append({
             "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
             "scans": sc["n"], "scans_complete": sc["c"] or 0,
@@ -31,6 +33,8 @@ def status_rows(cat: Catalogue, cfg: Config) -> list[dict]:
             "ingest_state": s["ingest_state"], "state": p.state, "next_step": p.next_step,
             "error": p.error or s["error"],
             "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
+            # from the newest QA page (atarchive.verdict); None until the report step has run
+            "verdict": rep.get("verdict"), "verdict_reasons": rep.get("verdict_reasons") or [],
         })
     return rows
 
@@ -188,3 +192,33 @@ def held_elsewhere(cat: Catalogue) -> list[dict]:
         out.append({"session": r["session"], "step": r["step"], "unit": r["unit"], "pid": int(pid) if pid.isdigit()
                     else None, "host": host, "since": r["started"]})
     return out
+
+
+SOURCE_KEYS = ("session", "field", "lo", "image", "pbcor", "source_id", "island", "ra_deg", "dec_deg",
+               "ra_err_arcsec", "dec_err_arcsec", "flux_jy", "flux_err_jy", "peak_jy", "peak_err_jy", "major_arcsec",
+               "minor_arcsec", "pa_deg", "rms_jy", "snr", "code", "start_mjd")
+
+
+def source_rows(cat: Catalogue, ref: str | None = None, field: str | None = None, *,
+                near: tuple[float, float] | None = None, radius_arcsec: float = 60.0) -> list[dict]:
+    """Sources found in target images (all sessions, or one; optionally of one field), one row per
+    source; with ``near`` = (ra, dec) in degrees, every measurement within ``radius_arcsec`` of it over
+    all sessions, in time order, each with its ``separation_arcsec`` (a light curve)."""
+    from .skymatch import near as near_rows
+
+    sid = cat.session(ref)["id"] if ref else None
+    rows = [{k: r.get(k) for k in SOURCE_KEYS} for r in cat.sources(sid, field)]
+    for r in rows:
+        r["pbcor"] = bool(r["pbcor"])
+    if near is not None:
+        rows = sorted(near_rows(rows, near[0], near[1], radius_arcsec),
+                      key=lambda r: (r["start_mjd"] or 0, r["session"], r["lo"]))
+    return rows
+
+
+def source_checks(cat: Catalogue, ref: str | None = None) -> list[dict]:
+    """Per target image: sources found and its check against the reference catalogue (None when no
+    reference catalogue is configured)."""
+    sid = cat.session(ref)["id"] if ref else None
+    return [{k: r[k] for k in ("session", "field", "lo", "image", "n_sources", "reference")}
+            for r in cat.source_checks(sid)]

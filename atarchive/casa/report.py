@@ -19,17 +19,24 @@ from .calibrate import spws_for_lo
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
 
 
-def _split_flags(splits: list[str]) -> dict[int, float]:
+def _split_flags(splits: list[str], per_antenna: dict[int, list[float]] | None = None) -> dict[int, float]:
     """Flagged fraction per scan number over the calibrated splits (every field's cross-correlations,
-    flagged after calibration)."""
+    flagged after calibration); ``per_antenna`` gathers [flagged, rows] per antenna index."""
     acc: dict[int, list[float]] = {}
     for ms in splits:
         tb = table(ms)
         try:
             scan = tb.getcol("SCAN_NUMBER")
             flagged = flagged_per_row(tb)
+            ants = (tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")) if per_antenna is not None else ()
         finally:
             tb.close()
+        for col in ants:
+            for a in np.unique(col):
+                sel = col == a
+                acc_a = per_antenna.setdefault(int(a), [0.0, 0.0])
+                acc_a[0] += float(flagged[sel].sum())
+                acc_a[1] += float(sel.sum())
         for s in np.unique(scan):
             sel = scan == s
             a = acc.setdefault(int(s), [0.0, 0.0])
@@ -63,7 +70,13 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, spl
         flagged = flagged_per_row(tb)
     finally:
         tb.close()
-    after = _split_flags(splits)  # calibration flags its splits; the fixed MS keeps the flags from before
+    per_ant: dict[int, list[float]] = {}
+    after = _split_flags(splits, per_ant)  # calibration flags its splits; the fixed MS keeps the flags from before
+    if per_ant:  # unflagged fraction per antenna index after calibration (NaN: not in the splits)
+        unflagged = np.full(max(per_ant) + 1, np.nan)
+        for a, (f, n) in per_ant.items():
+            unflagged[a] = 1.0 - f / n if n else np.nan
+        arrays["ant_unflagged"] = unflagged
     scans = []
     for s in np.unique(scan):
         sel = (scan == s) & cross

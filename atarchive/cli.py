@@ -315,7 +315,7 @@ def daemon(obj: Ctx, max_seconds):
     """Watch the storage roots, index new sessions, and reconcile ready ones. One per catalogue."""
     from .daemon import Daemon
 
-    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds)
+    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds, site=_write_site)
     d.install_signals()
     sys.exit(d.run())
 
@@ -388,6 +388,33 @@ def sources(obj: Ctx, session, field, near, radius_arcsec, checks, as_json, as_c
         render.sources_votable(rows)
     else:
         render.sources(rows)
+
+
+# -- site ---------------------------------------------------------------------------------------
+def _write_site(cat, cfg, out_dir: Path | None = None) -> dict:
+    """The archive's site into ``out_dir`` (default <work_root>/site; the daemon refreshes that one)."""
+    from . import naming
+    from .queries import site_data
+    from .report.archive import write_site
+
+    return write_site(site_data(cat, cfg), out_dir or naming.site_dir(cfg.work_root))
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory to write (default: <work_root>/site, which the daemon refreshes).")
+@json_option
+@click.pass_obj
+def site(obj: Ctx, out_dir, as_json):
+    """Static offline HTML over the whole archive: every session (state, verdict, LOs, fields, its QA
+    page), calibrator flux density over time per calibrator and LO, and per-antenna health across
+    sessions (unflagged fraction, gain amplitude vs the array median, bandpass outliers)."""
+    res = _write_site(obj.cat, obj.cfg, Path(out_dir) if out_dir else None)
+    if as_json:
+        _json(res)
+        return
+    out.print(f"site: {res['path']} ({res['sessions']} sessions, {len(res['figures'])} figures, "
+              f"{res['seconds']:.1f} s)")
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -222,3 +222,32 @@ def source_checks(cat: Catalogue, ref: str | None = None) -> list[dict]:
     sid = cat.session(ref)["id"] if ref else None
     return [{k: r[k] for k in ("session", "field", "lo", "image", "n_sources", "reference")}
             for r in cat.source_checks(sid)]
+
+
+def site_data(cat: Catalogue, cfg: Config) -> dict:
+    """What `atarchive site` draws: every session (status row, start, QA page if made), the calibrators'
+    flux density per session and LO, and per-antenna health from each session's QA page."""
+    rows = status_rows(cat, cfg)
+    starts = cat.first_scan_starts()
+    reports = cat.products_of_step("report")
+    by_key = {s["key"]: s["id"] for s in cat.sessions()}
+    sessions = []
+    for r in sorted(rows, key=lambda r: (starts.get(r["key"]) or 0, r["key"])):
+        page = naming.report_dir(cfg.work_root, r["project"], r["session"]) / "index.html"
+        sessions.append({**r, "start_mjd": starts.get(r["key"]), "report": str(page) if page.exists() else None})
+    calibrators: dict[str, dict[str, list]] = {}
+    for f in cat.flux_measurements():
+        if f["role"] in ("flux_cal", "phase_cal") and f["flux_jy"] is not None and starts.get(f["session"]):
+            calibrators.setdefault(f["field"], {}).setdefault(f["lo"], []).append(
+                (starts[f["session"]], f["flux_jy"], f["flux_err_jy"]))
+    health: dict = {"antennas": [], "sessions": [], "values": {}}
+    for s in sessions:
+        meta = next((p["meta"] for p in reports.get(by_key[s["key"]], []) if p["kind"] == "report"), {})
+        ah = meta.get("antenna_health") or {}
+        if not ah:
+            continue
+        health["sessions"].append(s["key"])
+        for ant, v in ah.items():
+            health["values"].setdefault(ant, {})[s["key"]] = v
+    health["antennas"] = sorted(health["values"])
+    return {"sessions": sessions, "calibrators": calibrators, "health": health}

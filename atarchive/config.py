@@ -156,6 +156,8 @@ class QAConfig(_Strict):
     flux_cal_tolerance: float = Field(0.05, ge=0, description="flux calibrator measured/model within this")
     max_flagged_fraction: float = Field(0.30, ge=0, le=1, description="flagged fraction of any scan below this")
     min_scan_seconds: float = Field(60.0, ge=0, description="shorter scans are not judged on flagging")
+    rfi_channel_excess: float = Field(0.15, ge=0, le=1, description="channels flagged this much more than the "
+                                                                     "LO's median channel: RFI")
     max_bandpass_outliers: int = Field(0, ge=0, description="bandpass-outlier antennas allowed")
     max_rms_factor: float = Field(3.0, gt=0, description="image rms at most this × the radiometer expectation")
     sefd_jy: float = Field(7000.0, gt=0, description="system equivalent flux density per antenna (radiometer)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from statistics import median
 
-RULES = ("flux_cal", "flagging", "bandpass", "image_rms", "astrometry", "flux_scale", "phase_cal")
+RULES = ("flux_cal", "flagging", "rfi", "bandpass", "image_rms", "astrometry", "flux_scale", "phase_cal")
 LEVELS = ("pass", "warn", "fail")
 
 
@@ -43,6 +43,23 @@ def flagging_rule(scans: list[dict], limit: float, min_seconds: float = 0.0, fai
         return []
     worst = ", ".join(f"{s['label']} {s['flagged']:.0%}" for s in sorted(bad, key=lambda s: -s["flagged"])[:5])
     return [_finding("flagging", f"{len(bad)} scan(s) flagged ≥ {limit:.0%}: {worst}", fail_on)]
+
+
+def rfi_rule(channels: dict[str, list[tuple[float, float]]], excess: float, fail_on=()) -> list[dict]:
+    """RFI: channels flagged more than ``excess`` above the LO's median channel (``channels``: LO →
+    [(frequency Hz, flagged fraction)]), named by frequency range."""
+    out = []
+    for lo, chans in sorted(channels.items()):
+        if not chans:
+            continue
+        med = median(f for _, f in chans)
+        hot = [(hz, f) for hz, f in chans if f - med > excess]
+        if hot:
+            lo_mhz, hi_mhz = min(h for h, _ in hot) / 1e6, max(h for h, _ in hot) / 1e6
+            span = f"{lo_mhz:.1f} MHz" if hi_mhz - lo_mhz < 0.05 else f"{lo_mhz:.1f}–{hi_mhz:.1f} MHz"
+            out.append(_finding("rfi", f"RFI in Lo{lo}: {len(hot)} channel(s) at {span} flagged up to "
+                                       f"{max(f for _, f in hot):.0%} (median channel {med:.0%})", fail_on))
+    return out
 
 
 def bandpass_rule(outliers: dict[str, dict[str, str]], max_outliers: int, fail_on=()) -> list[dict]:
@@ -127,11 +144,12 @@ def decide(findings: list[dict]) -> str:
 def session_verdict(facts: dict, qa: dict) -> dict:
     """Every rule on a session's facts with the ``[qa]`` limits: {verdict, reasons, findings}.
 
-    facts: fluxes (flux rows), scans ([{label, flagged, seconds}]), bandpass_outliers ({group: {ant: why}}),
+    facts: fluxes (flux rows), scans ([{label, flagged, seconds}]), channels ({LO: [(Hz, flagged)]}), bandpass_outliers ({group: {ant: why}}),
     images ([{field, lo, rms_jy, expected_rms_jy}]), checks (source checks), phase_cal_history."""
     fo = tuple(qa.get("fail_on") or ())
     findings = (flux_cal_rule(facts.get("fluxes", []), qa["flux_cal_tolerance"], fo)
                 + flagging_rule(facts.get("scans", []), qa["max_flagged_fraction"], qa["min_scan_seconds"], fo)
+                + rfi_rule(facts.get("channels", {}), qa["rfi_channel_excess"], fo)
                 + bandpass_rule(facts.get("bandpass_outliers", {}), qa["max_bandpass_outliers"], fo)
                 + image_rms_rule(facts.get("images", []), qa["max_rms_factor"], fo)
                 + reference_rules(facts.get("checks", []), qa["max_offset_beams"], qa["reference_flux_tolerance"], fo)

@@ -139,3 +139,14 @@ def test_reference_formats_and_near(tmp_path):
     assert parse_angle("14h02m30s", hours=True) == pytest.approx(210.625)
     assert parse_angle("+29d10m00s", hours=False) == pytest.approx(29.1666667)
     assert parse_angle("12.5", hours=True) == 12.5
+
+
+def test_rfi_names_the_channels_flagged_far_more_than_the_others():
+    chans = {"A": [(1.40e9 + i * 1e6, 0.25) for i in range(16)], "B": [(1.65e9 + i * 1e6, 0.26) for i in range(16)]}
+    assert V.rfi_rule(chans, 0.15) == []
+    chans["A"][4:7] = [(1.404e9, 0.55), (1.405e9, 0.6), (1.406e9, 0.5)]
+    chans["B"][10] = (1.66e9, 1.0)
+    got = V.rfi_rule(chans, 0.15)
+    assert [f["rule"] for f in got] == ["rfi", "rfi"]
+    assert "LoA: 3 channel(s) at 1404.0–1406.0 MHz flagged up to 60% (median channel 25%)" in got[0]["reason"]
+    assert "LoB: 1 channel(s) at 1660.0 MHz" in got[1]["reason"]

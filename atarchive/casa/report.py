@@ -45,6 +45,40 @@ def _split_flags(splits: list[str], per_antenna: dict[int, list[float]] | None =
     return {s: a[0] / a[1] for s, a in acc.items() if a[1]}
 
 
+def _chan_flags(splits: list[str], chunk: int = 20000) -> np.ndarray:
+    """[frequency (Hz), flagged fraction] of every channel over the calibrated splits (all fields, times,
+    baselines and polarisations): RFI shows as channels flagged far more than the others."""
+    acc: dict[float, list[float]] = {}
+    for ms in splits:
+        freqs = chan_freqs(ms)
+        dd_spw = column(os.path.join(ms, "DATA_DESCRIPTION"), "SPECTRAL_WINDOW_ID")
+        tb = table(ms)
+        try:
+            ddid = tb.getcol("DATA_DESC_ID")
+            for d in np.unique(ddid):
+                sub = tb.query(f"DATA_DESC_ID=={int(d)}")
+                try:
+                    n = sub.nrows()
+                    tot = None
+                    for start in range(0, n, chunk):
+                        fl = sub.getcol("FLAG", startrow=start, nrow=min(chunk, n - start))  # (npol, nchan, nrow)
+                        part = fl.sum(axis=(0, 2)).astype(float)
+                        tot = part if tot is None else tot + part
+                    if tot is None:
+                        continue
+                    per = fl.shape[0] * n
+                finally:
+                    sub.close()
+                for f, t in zip(np.asarray(freqs[dd_spw[int(d)]]).ravel(), tot):
+                    a = acc.setdefault(round(float(f)), [0.0, 0.0])
+                    a[0] += float(t)
+                    a[1] += float(per)
+        finally:
+            tb.close()
+    rows = [[f, a[0] / a[1]] for f, a in sorted(acc.items()) if a[1]]
+    return np.array(rows, dtype=float).reshape(-1, 2)
+
+
 def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, splits: list[str]) -> dict:
     spws = spw_ranges(vis)
     dd_spw = column(os.path.join(vis, "DATA_DESCRIPTION"), "SPECTRAL_WINDOW_ID")
@@ -77,6 +111,8 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, spl
         for a, (f, n) in per_ant.items():
             unflagged[a] = 1.0 - f / n if n else np.nan
         arrays["ant_unflagged"] = unflagged
+    if splits:
+        arrays["chan_flags"] = _chan_flags(splits)
     scans = []
     for s in np.unique(scan):
         sel = (scan == s) & cross

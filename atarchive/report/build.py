@@ -100,8 +100,11 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
         if len(figures) > n0:
             figures[-1]["link"] = os.path.relpath(fits, final_dir)
     health = antenna_health(arrays, names, outliers_all)
-    verdict = session_verdict(verdict_facts(data, scans, flag_by_scan, outliers_all, len(names)), data["qa"]) \
-        if data.get("qa") else None
+    verdict = None
+    if data.get("qa"):
+        facts = verdict_facts(data, scans, flag_by_scan, outliers_all, len(names))
+        facts["channels"] = _channels_by_lo(arrays.get("chan_flags"), data["los"])
+        verdict = session_verdict(facts, data["qa"])
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
                        created=time.time(), verdict=verdict)
     (outdir / "index.html").write_text(html, encoding="utf-8")
@@ -135,6 +138,19 @@ def verdict_facts(data: dict, scans: list[dict], flag_by_scan: dict[int, float],
     return {"fluxes": data["fluxes"], "scans": scan_rows,
             "bandpass_outliers": outliers, "images": images, "checks": data.get("source_checks") or [],
             "phase_cal_history": data.get("phase_cal_history") or {}}
+
+
+def _channels_by_lo(chan_flags, los: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """LO → [(frequency, flagged fraction)] of the channels in its range (from the report's extraction)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    if chan_flags is None or not len(chan_flags):
+        return out
+    for lo in los:
+        f0, f1 = sorted([lo["freq_start_hz"] or 0.0, lo["freq_end_hz"] or 0.0])
+        sel = (chan_flags[:, 0] >= f0 - 1e6) & (chan_flags[:, 0] <= f1 + 1e6)
+        if sel.any():
+            out[lo["name"]] = [(float(f), float(x)) for f, x in chan_flags[sel]]
+    return out
 
 
 def antenna_health(arrays: dict, names: list[str], outliers: dict) -> dict[str, dict]:

@@ -195,3 +195,11 @@ def test_sources_rerun_only_when_their_parameters_or_image_change(field):
     plan = json.loads(atarchive_ok(changed, "run", "--dry-run", "--json"))
     assert {r["step"] for r in plan} == {"sources", "report"}, plan
     assert all("params changed" in r["reason"] or r["step"] == "report" for r in plan), plan
+    # a reference catalogue with other content (same settings) re-runs the check, i.e. the sources step
+    ref2 = field["root"] / "reference2.csv"
+    ref2.write_text((field["root"] / "reference.csv").read_text() + "10.0,-40.0,1.0,1.4e9\n")
+    other = field["root"] / "other.toml"
+    other.write_text(changed.read_text().replace("[steps.sources]\nthresh_pix = 6.0\n", "")
+                     .replace(str(field["root"] / "reference.csv"), str(ref2)))
+    plan = json.loads(atarchive_ok(other, "run", "--dry-run", "--json"))
+    assert {r["step"] for r in plan} == {"sources", "report"} and "reference.sha1" in plan[0]["reason"], plan

@@ -118,11 +118,12 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     shutil.copy(FIXTURE / "atarchive.toml", conf)
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "report"]
+    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "sources", "report"]
     steps = [r["step"] for r in plan]
     assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
     n_fields, n_los = len(truth["sources"]), len(truth["los"])
     assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
+    assert steps.count("sources") == n_los  # one target: its image in every LO
     assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
     (concat,) = [r for r in plan if r["step"] == "concat"]
     first_fc = min((s for s in json.loads(atarchive_ok(conf, "show", SESSION, "--json"))["scans"]

@@ -59,11 +59,9 @@ def health_heatmap(antennas: list[str], sessions: list[str], unflagged: np.ndarr
         a.set_xticks(range(len(sessions)), [str(i + 1) for i in range(len(sessions))], fontsize=7)
         a.set_xlabel("session (index table)")
         ys, xs = np.nonzero(outlier)
-        a.scatter(xs, ys, marker="x", c="red", s=30, linewidths=1.5, label="bandpass outlier")
+        a.scatter(xs, ys, marker="x", c="red", s=30, linewidths=1.5)  # bandpass outliers (the caption says so)
         fig.colorbar(im, ax=a, shrink=0.8)
     ax[0, 0].set_ylabel("antenna")
-    if outlier.any():
-        ax[0, 1].legend(fontsize=7, loc="upper right")
     return _save(fig, path)
 
 

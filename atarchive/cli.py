@@ -224,13 +224,17 @@ def scan(obj: Ctx, as_json):
 @cli.command()
 @json_option
 @click.option("--watch", type=float, default=None, metavar="SECONDS", help="Refresh every SECONDS.")
+@click.option("--verdict", "verdict", type=click.Choice(["pass", "warn", "fail", "none"]), default=None,
+              help="Only sessions with this verdict (none: no QA page yet).")
 @click.pass_obj
-def status(obj: Ctx, as_json, watch):
-    """One row per session: scans, fields, LOs, state and each step's status."""
+def status(obj: Ctx, as_json, watch, verdict):
+    """One row per session: scans, fields, LOs, state, each step's status and the QA verdict."""
     from .queries import daemon_info, status_rows
 
     while True:
         rows = status_rows(obj.cat, obj.cfg)
+        if verdict:
+            rows = [r for r in rows if (r["verdict"] or "none") == verdict]
         d = daemon_info(obj.cat)
         if as_json:
             _json({"sessions": rows, "daemon": d})
@@ -371,7 +375,8 @@ def daemon(obj: Ctx, max_seconds, metrics_port):
     from .daemon import Daemon
 
     config_mod.check_paths(obj.cfg)  # the daemon opens (and creates) the catalogue itself
-    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds, event=obj.event, metrics_port=metrics_port)
+    d = Daemon(obj.cfg, log=obj.log, max_seconds=max_seconds, event=obj.event, metrics_port=metrics_port,
+               site=_write_site)
     d.install_signals()
     sys.exit(d.run())
 
@@ -417,6 +422,76 @@ def images(obj: Ctx, session, field, as_json):
         _json(rows)
         return
     render.images(rows)
+# -- sources ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("session", required=False)
+@click.option("--field", help="Only this field (case-insensitive).")
+@click.option("--near", nargs=2, metavar="RA DEC", default=None,
+              help="Every measurement of this sky position over all sessions (degrees, or 14h02m30s +29d10m00s).")
+@click.option("--radius", "radius_arcsec", type=float, default=60.0, show_default=True, metavar="ARCSEC",
+              help="With --near: how far from the position.")
+@click.option("--checks", is_flag=True, help="Per image: sources found and the reference-catalogue check.")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV (one row per source) on stdout.")
+@click.option("--votable", "as_votable", is_flag=True, help="VOTable (for TOPCAT, Aladin) on stdout.")
+@click.pass_obj
+def sources(obj: Ctx, session, field, near, radius_arcsec, checks, as_json, as_csv, as_votable):
+    """Sources PyBDSF found in the final target images (the sources step), with position, flux density,
+    shape and S/N; --checks: each image against the reference catalogue ([qa] reference_catalogue)."""
+    from .queries import source_checks, source_rows
+    from .skymatch import parse_angle
+
+    if sum(map(bool, (as_json, as_csv, as_votable))) > 1:
+        raise click.UsageError("choose one of --json, --csv, --votable")
+    if checks:
+        rows = source_checks(obj.cat, session)
+        if as_json:
+            _json(rows)
+        else:
+            render.source_checks(rows)
+        return
+    pos = None
+    if near:
+        try:
+            pos = (parse_angle(near[0], hours=True), parse_angle(near[1], hours=False))
+        except ValueError as e:
+            raise click.UsageError(f"--near: {e}") from None
+    rows = source_rows(obj.cat, session, field, near=pos, radius_arcsec=radius_arcsec)
+    if as_json:
+        _json(rows)
+    elif as_csv:
+        render.sources_csv(rows)
+    elif as_votable:
+        render.sources_votable(rows)
+    else:
+        render.sources(rows)
+
+
+# -- site ---------------------------------------------------------------------------------------
+def _write_site(cat, cfg, out_dir: Path | None = None) -> dict:
+    """The archive's site into ``out_dir`` (default <work_root>/site; the daemon refreshes that one)."""
+    from . import naming
+    from .queries import site_data
+    from .report.archive import write_site
+
+    return write_site(site_data(cat, cfg), out_dir or naming.site_dir(cfg.work_root))
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory to write (default: <work_root>/site, which the daemon refreshes).")
+@json_option
+@click.pass_obj
+def site(obj: Ctx, out_dir, as_json):
+    """Static offline HTML over the whole archive: every session (state, verdict, LOs, fields, its QA
+    page), calibrator flux density over time per calibrator and LO, and per-antenna health across
+    sessions (unflagged fraction, gain amplitude vs the array median, bandpass outliers)."""
+    res = _write_site(obj.cat, obj.cfg, Path(out_dir) if out_dir else None)
+    if as_json:
+        _json(res)
+        return
+    out.print(f"site: {res['path']} ({res['sessions']} sessions, {len(res['figures'])} figures, "
+              f"{res['seconds']:.1f} s)")
 
 
 # -- report -------------------------------------------------------------------------------------

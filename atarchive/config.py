@@ -137,6 +137,14 @@ class SelfcalConfig(_Strict):
         if v and not _SOLINT.match(v):
             raise ValueError(f"{v!r} is not a CASA solution interval: int, inf, or a time such as 30s, 2min, 1h")
         return v
+class SourcesConfig(_Strict):
+    """PyBDSF on every final target image (``[steps.sources]``)."""
+
+    thresh_pix: float = Field(5.0, gt=0, description="island peaks must exceed this many sigma")
+    thresh_isl: float = Field(3.0, gt=0, description="island boundaries at this many sigma")
+    rms_box: tuple[int, int] | None = Field(None, description="[box, step] pixels for the rms map; empty = PyBDSF "
+                                                              "chooses")
+    adaptive_rms_box: bool = Field(False, description="smaller rms boxes near bright sources")
 
 
 class StepsConfig(_Strict):
@@ -147,6 +155,7 @@ class StepsConfig(_Strict):
     calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
     selfcal: SelfcalConfig = Field(default_factory=SelfcalConfig)
     image: ImageConfig = Field(default_factory=ImageConfig)
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -174,6 +183,30 @@ class ExecutionConfig(_Strict):
     def n_spares(self) -> int:
         """Spare CASA children the reconciler keeps (threads executor)."""
         return self.n_workers() if self.spare_casa_children is None else self.spare_casa_children
+
+
+class QAConfig(_Strict):
+    """A verdict on every session (``[qa]``): the rules and their limits (docs/QA.md), and the reference
+    catalogue every target image's sources are checked against."""
+
+    reference_catalogue: Path | None = Field(None, description="local FITS/CSV/VOTable with ra, dec (deg), flux "
+                                                                "(Jy) and freq (Hz) columns")
+    reference_spectral_index: float = Field(-0.7, description="scales reference fluxes to the image frequency")
+    match_radius_arcsec: float = Field(0.0, ge=0, description="0 = half the image's restoring beam major axis")
+    flux_cal_tolerance: float = Field(0.05, ge=0, description="flux calibrator measured/model within this")
+    max_flagged_fraction: float = Field(0.30, ge=0, le=1, description="flagged fraction of any scan below this")
+    min_scan_seconds: float = Field(60.0, ge=0, description="shorter scans are not judged on flagging")
+    rfi_channel_excess: float = Field(0.15, ge=0, le=1, description="channels flagged this much more than the "
+                                                                     "LO's median channel: RFI")
+    max_bandpass_outliers: int = Field(0, ge=0, description="bandpass-outlier antennas allowed")
+    max_rms_factor: float = Field(3.0, gt=0, description="image rms at most this × the radiometer expectation")
+    sefd_jy: float = Field(7000.0, gt=0, description="system equivalent flux density per antenna (radiometer)")
+    max_offset_beams: float = Field(0.2, ge=0, description="median offset from the reference, in beams")
+    reference_flux_tolerance: float = Field(0.10, ge=0, description="median flux ratio to the reference within this")
+    phase_cal_tolerance: float = Field(0.10, ge=0, description="phase-calibrator flux within this of its median "
+                                                               "over earlier sessions")
+    fail_on: list[str] = Field(default_factory=lambda: ["flux_cal"], description="rules whose breach is a fail "
+                                                                                 "(others warn)")
 
 
 class SessionOverride(_Strict):
@@ -218,6 +251,7 @@ class Config(_Strict):
     steps: StepsConfig = Field(default_factory=StepsConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
     sessions: dict[str, SessionOverride] = Field(default_factory=dict)
     source: Path | None = Field(None, exclude=True, description="file this config was read from")
 
@@ -236,6 +270,8 @@ class Config(_Strict):
         self.storage_roots = [r(p) for p in self.storage_roots]
         self.work_root = r(self.work_root)
         self.catalogue = r(self.catalogue)
+        if self.qa.reference_catalogue is not None:
+            self.qa.reference_catalogue = r(self.qa.reference_catalogue)
         return self
 
 

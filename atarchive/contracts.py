@@ -22,6 +22,7 @@ class StepName(StrEnum):
     CALIBRATE = "calibrate"
     SELFCAL = "selfcal"
     IMAGE = "image"
+    SOURCES = "sources"
     REPORT = "report"
 
 

@@ -104,8 +104,10 @@ class _Events:
 
 class Daemon:
     def __init__(self, cfg: Config, *, log: Callable[[str], None] = print, max_seconds: float | None = None,
-                 event: Callable[[str, dict], None] | None = None, metrics_port: int | None = None):
+                 event: Callable[[str, dict], None] | None = None, metrics_port: int | None = None,
+                 site: Callable[[Catalogue, Config], dict] | None = None):
         self.cfg = cfg
+        self.site = site  # writes the archive's site (the CLI gives `atarchive site`'s writer)
         self.log = log
         self.event = event  # a unit started / finished (the CLI's text or JSON log line)
         self.metrics_port = cfg.daemon.metrics_port if metrics_port is None else metrics_port
@@ -171,6 +173,16 @@ class Daemon:
             finally:
                 lock.release()
 
+    def _refresh_site(self, cat: Catalogue) -> None:
+        """Write the archive's site (``atarchive site``) into the work root's ``site/``."""
+        if self.site is None:
+            return
+        try:
+            res = self.site(cat, self.cfg)
+            self.log(f"site: {res['path']} ({res['sessions']} sessions, {res['seconds']:.1f} s)")
+        except Exception as e:  # noqa: BLE001 - the site is a view; it must not stop the daemon
+            self.log(f"site: could not be written: {type(e).__name__}: {e}")
+
     def _run(self) -> int:
         cfg = self.cfg
         cat = Catalogue(cfg.catalogue)
@@ -182,6 +194,8 @@ class Daemon:
         def forces() -> set[int]:
             return forced
 
+        site_stale = threading.Event()
+
         rec_cat = Catalogue(cfg.catalogue)
         rec = Reconciler(cfg, rec_cat, log=self.log, stop=self.stop)
 
@@ -192,6 +206,8 @@ class Daemon:
                 self.activity = "idle"
                 if self.metrics is not None:
                     self.metrics.unit_finished(info)
+                if info.get("step") == "report" and info.get("status") == "done":
+                    site_stale.set()  # a session's QA page changed: refresh the archive's site
             if self.event is not None:
                 self.event(kind, info)
             elif kind != "start":
@@ -235,6 +251,9 @@ class Daemon:
                     next_poll = now + cfg.scan.poll_seconds
                     if rep.growing_files:  # look again as soon as they can have become stable
                         next_poll = min(next_poll, now + cfg.scan.stable_seconds + 0.5)
+                if site_stale.is_set():
+                    site_stale.clear()
+                    self._refresh_site(cat)
                 self._beat(cat)
                 # Sessions become idle-eligible with time even without file events.
                 self.work_now.set()

@@ -16,6 +16,7 @@ SOFTWARE = {
     "convert": ("pyuvdata", "python-casacore", "numpy"),
     "casa": ("casatools", "casatasks"),
     "report": ("casatools", "matplotlib", "astropy"),
+    "bdsf": ("bdsf", "astropy"),
     "none": (),
 }
 

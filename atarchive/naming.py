@@ -9,6 +9,7 @@ Work tree of one session (names made safe for CASA and shells; session names con
         ms/fixed.ms                    fix
         cal/                           calibrate: tables per LO group, split MSs (<target>_noauto_1GC.ms)
         images/<field>/Lo<L>/          image: CASA images + FITS
+        images/<field>/Lo<L>.srl.fits  sources: PyBDSF source list of that image (FITS table)
         logs/<step>[_<unit>].log
         tmp/                           CASA working directories
     <work_root>/reports/<session>/index.html
@@ -81,6 +82,14 @@ def image_dir(sdir: Path, field: str, lo: str) -> Path:
 def selfcal_dir(sdir: Path, field: str, lo: str) -> Path:
     """Self-calibration of one target and LO: its data after the rounds kept, mask and 1GC image."""
     return sdir / "selfcal" / safe(field) / f"Lo{safe(lo)}"
+def sources_catalogue(image_dir: Path) -> Path:
+    """The source list (FITS table) of the image in ``image_dir``, beside that directory."""
+    return Path(image_dir).with_name(Path(image_dir).name + ".srl.fits")
+
+
+def site_dir(work_root: Path) -> Path:
+    """Where ``atarchive site`` writes the archive's pages when no ``--out`` is given (the daemon)."""
+    return Path(work_root) / "site"
 
 
 def log_path(sdir: Path, step: str, unit: str = "") -> Path:

@@ -202,9 +202,21 @@ def config_digest(cfg: Config) -> str:
     """Everything in the config that planning depends on, plus software versions."""
     data = {"steps": cfg.steps.model_dump(mode="json"), "execution": cfg.execution.model_dump(mode="json"),
             "sessions": {k: v.model_dump(mode="json") for k, v in cfg.sessions.items()},
+            "qa": cfg.qa.model_dump(mode="json"), "qa_reference": _file_stamp(cfg.qa.reference_catalogue),
             "work_root": str(cfg.work_root), "steps_v": {s.name: s.version for s in STEPS},
             "sw": {k: fp.software_versions(k) for k in fp.SOFTWARE}}
     return fp.digest(step="*", version=0, params=data, inputs={}, versions={})
+
+
+def _file_stamp(path: Path | None) -> list | None:
+    """(size, mtime) of a file the plan reads (the reference catalogue), None when unset or missing."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime]
 
 
 def _watermark(cdig: str, s: dict, max_run: int, max_force: int) -> str:

@@ -20,10 +20,12 @@ def status_rows(cat: Catalogue, cfg: Config) -> list[dict]:
     plans = plan_all(cat, cfg)
     scans = cat.scan_counts()
     names = cat.names_by_session()
+    reports = cat.products_of_step("report")
     rows = []
     for p in plans:
         s = p.session
         sc = scans.get(s["id"], {"n": 0, "c": 0})
+        rep = next((r["meta"] for r in reports.get(s["id"], []) if r["kind"] == "report"), {})
         rows.append({
             "key": s["key"], "project": s["project"], "session": s["name"], "path": s["path"],
             "scans": sc["n"], "scans_complete": sc["c"] or 0,
@@ -31,6 +33,8 @@ def status_rows(cat: Catalogue, cfg: Config) -> list[dict]:
             "ingest_state": s["ingest_state"], "state": p.state, "next_step": p.next_step,
             "error": p.error or s["error"],
             "steps": p.step_summary() if s["ingest_state"] == "ready" else {},
+            # from the newest QA page (atarchive.verdict); None until the report step has run
+            "verdict": rep.get("verdict"), "verdict_reasons": rep.get("verdict_reasons") or [],
         })
     return rows
 
@@ -207,3 +211,60 @@ def image_rows(cat: Catalogue, ref: str | None = None, field: str | None = None)
         if not rows and names:
             raise AtarchiveError(f"no images of field {field!r}; fields imaged: {', '.join(names)}")
     return [{k: r.get(k) for k in IMAGE_KEYS} for r in rows]
+SOURCE_KEYS = ("session", "field", "lo", "image", "pbcor", "source_id", "island", "ra_deg", "dec_deg",
+               "ra_err_arcsec", "dec_err_arcsec", "flux_jy", "flux_err_jy", "peak_jy", "peak_err_jy", "major_arcsec",
+               "minor_arcsec", "pa_deg", "rms_jy", "snr", "code", "start_mjd")
+
+
+def source_rows(cat: Catalogue, ref: str | None = None, field: str | None = None, *,
+                near: tuple[float, float] | None = None, radius_arcsec: float = 60.0) -> list[dict]:
+    """Sources found in target images (all sessions, or one; optionally of one field), one row per
+    source; with ``near`` = (ra, dec) in degrees, every measurement within ``radius_arcsec`` of it over
+    all sessions, in time order, each with its ``separation_arcsec`` (a light curve)."""
+    from .skymatch import near as near_rows
+
+    sid = cat.session(ref)["id"] if ref else None
+    rows = [{k: r.get(k) for k in SOURCE_KEYS} for r in cat.sources(sid, field)]
+    for r in rows:
+        r["pbcor"] = bool(r["pbcor"])
+    if near is not None:
+        rows = sorted(near_rows(rows, near[0], near[1], radius_arcsec),
+                      key=lambda r: (r["start_mjd"] or 0, r["session"], r["lo"]))
+    return rows
+
+
+def source_checks(cat: Catalogue, ref: str | None = None) -> list[dict]:
+    """Per target image: sources found and its check against the reference catalogue (None when no
+    reference catalogue is configured)."""
+    sid = cat.session(ref)["id"] if ref else None
+    return [{k: r[k] for k in ("session", "field", "lo", "image", "n_sources", "reference")}
+            for r in cat.source_checks(sid)]
+
+
+def site_data(cat: Catalogue, cfg: Config) -> dict:
+    """What `atarchive site` draws: every session (status row, start, QA page if made), the calibrators'
+    flux density per session and LO, and per-antenna health from each session's QA page."""
+    rows = status_rows(cat, cfg)
+    starts = cat.first_scan_starts()
+    reports = cat.products_of_step("report")
+    by_key = {s["key"]: s["id"] for s in cat.sessions()}
+    sessions = []
+    for r in sorted(rows, key=lambda r: (starts.get(r["key"]) or 0, r["key"])):
+        page = naming.report_dir(cfg.work_root, r["project"], r["session"]) / "index.html"
+        sessions.append({**r, "start_mjd": starts.get(r["key"]), "report": str(page) if page.exists() else None})
+    calibrators: dict[str, dict[str, list]] = {}
+    for f in cat.flux_measurements():
+        if f["role"] in ("flux_cal", "phase_cal") and f["flux_jy"] is not None and starts.get(f["session"]):
+            calibrators.setdefault(f["field"], {}).setdefault(f["lo"], []).append(
+                (starts[f["session"]], f["flux_jy"], f["flux_err_jy"]))
+    health: dict = {"antennas": [], "sessions": [], "values": {}}
+    for s in sessions:
+        meta = next((p["meta"] for p in reports.get(by_key[s["key"]], []) if p["kind"] == "report"), {})
+        ah = meta.get("antenna_health") or {}
+        if not ah:
+            continue
+        health["sessions"].append(s["key"])
+        for ant, v in ah.items():
+            health["values"].setdefault(ant, {})[s["key"]] = v
+    health["antennas"] = sorted(health["values"])
+    return {"sessions": sessions, "calibrators": calibrators, "health": health}

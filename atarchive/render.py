@@ -34,10 +34,10 @@ def print_status(rows: list[dict], daemon: dict | None) -> None:
             steps = " ".join(f"{n}={s['done']}/{s['units']}" for n, s in r["steps"].items() if s["units"])
             click.echo("\t".join([r["key"], f"scans={r['scans_complete']}/{r['scans']}", f"los={','.join(r['los'])}",
                                   r["state"] + (f"({r['next_step']})" if r["next_step"] else ""), steps,
-                                  r["error"] or ""]).rstrip())
+                                  f"verdict={r.get('verdict') or '-'}", r["error"] or ""]).rstrip())
         return
     t = Table(show_lines=False)
-    for c in ("session", "scans", "fields", "LOs", "state", *STEP_NAMES, "error"):
+    for c in ("session", "scans", "fields", "LOs", "state", *STEP_NAMES, "verdict", "error"):
         t.add_column(c, overflow="fold")
     for r in rows:
         st = r["state"]
@@ -48,8 +48,21 @@ def print_status(rows: list[dict], daemon: dict | None) -> None:
                          + ("" if not s or s["status"] in ("done", "waiting", "none") else f" {s['status']}"))
         t.add_row(r["key"], f"{r['scans_complete']}/{r['scans']}", ", ".join(r["fields"]), ",".join(r["los"]),
                   f"[{STATE_STYLE.get(st, 'white')}]{st}[/]" + (f" ({r['next_step']})" if r["next_step"] else ""),
-                  *cells, (r["error"] or "")[:300])
+                  *cells, _verdict_cell(r), (r["error"] or "")[:300])
     out.print(t)
+
+
+VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
+
+
+def _verdict_cell(r: dict) -> str:
+    v = r.get("verdict")
+    if not v:
+        return ""
+    cell = f"[{VERDICT_STYLE.get(v, 'white')}]{v}[/]"
+    return cell + (f": {r['verdict_reasons'][0][:80]}" + (f" (+{len(r['verdict_reasons']) - 1})"
+                                                          if len(r["verdict_reasons"]) > 1 else "")
+                   if r.get("verdict_reasons") else "")
 
 
 def show(data: dict) -> None:
@@ -133,6 +146,77 @@ def images(rows: list[dict]) -> None:
     notes = {(r["session"], r["field"], r["lo"]): r["note"] for r in rows if r["kind"] != "pbcor" and r["note"]}
     for (s, f, lo), note in notes.items():
         out.print(f"{s} {f} LO {lo}: {note}", markup=False)
+def sources(rows: list[dict]) -> None:
+    if not rows:
+        out.print("no sources yet (they come from the sources step, on target images)")
+        return
+    t = Table(title="sources")
+    for c in ("session", "field", "LO", "RA (deg)", "Dec (deg)", "± (″)", "flux (Jy)", "± (Jy)", "peak (Jy/bm)",
+              "shape (″ × ″, °)", "S/N", "sep (″)"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["session"], r["field"], r["lo"], f"{r['ra_deg']:.5f}", f"{r['dec_deg']:+.5f}",
+                  f"{max(r['ra_err_arcsec'] or 0, r['dec_err_arcsec'] or 0):.1f}", _fmt(r["flux_jy"]),
+                  _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]),
+                  f"{r['major_arcsec'] or 0:.0f} × {r['minor_arcsec'] or 0:.0f}, {r['pa_deg'] or 0:.0f}",
+                  f"{r['snr']:.0f}" if r["snr"] else "", f"{r['separation_arcsec']:.1f}" if "separation_arcsec" in r
+                  else "")
+    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
+
+
+def sources_csv(rows: list[dict]) -> None:
+    import csv
+    import io
+
+    from .queries import SOURCE_KEYS
+
+    keys = list(SOURCE_KEYS) + (["separation_arcsec"] if rows and "separation_arcsec" in rows[0] else [])
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    click.echo(buf.getvalue(), nl=False)
+
+
+def sources_votable(rows: list[dict]) -> None:
+    """The rows as a VOTable (astropy), units on the columns."""
+    import io
+
+    from astropy.table import Table as ATable
+
+    from .queries import SOURCE_KEYS
+
+    keys = list(SOURCE_KEYS) + (["separation_arcsec"] if rows and "separation_arcsec" in rows[0] else [])
+    text = {"session", "field", "lo", "image", "code"}
+    cols = {k: [("" if r.get(k) is None else str(r[k])) if k in text else
+                (float("nan") if r.get(k) is None else float(r[k])) for r in rows] for k in keys}
+    t = ATable(cols, names=keys, dtype=[str if k in text else float for k in keys])
+    for k in keys:
+        unit = ("deg" if k.endswith("_deg") else "arcsec" if k.endswith("_arcsec") else "Jy" if k.endswith("_jy")
+                else "d" if k == "start_mjd" else None)
+        if unit:
+            t[k].unit = unit
+    t.meta["description"] = "atarchive sources (PyBDSF)"
+    buf = io.BytesIO()
+    t.write(buf, format="votable")
+    click.echo(buf.getvalue().decode(), nl=False)
+
+
+def source_checks(rows: list[dict]) -> None:
+    if not rows:
+        out.print("no target images searched yet")
+        return
+    t = Table(title="sources per image, against the reference catalogue")
+    for c in ("session", "field", "LO", "sources", "matched", "offset (″)", "scatter (″)", "offset (beams)",
+              "flux ratio", "ratio scatter"):
+        t.add_column(c)
+    for r in rows:
+        ref = r["reference"] or {}
+        t.add_row(r["session"], r["field"], r["lo"], str(r["n_sources"]), str(ref.get("matched", "")),
+                  _fmt(ref.get("median_offset_arcsec")), _fmt(ref.get("offset_scatter_arcsec")),
+                  _fmt(ref.get("median_offset_beams")), _fmt(ref.get("median_flux_ratio")),
+                  _fmt(ref.get("flux_ratio_scatter")))
+    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
 
 
 def summary_line(summary) -> str:

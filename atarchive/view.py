@@ -109,4 +109,25 @@ def session_records(cat, view: SessionView) -> dict:
         "fluxes": cat.flux_measurements(sid),
         "images": cat.images(sid),
         "roles": roles,
+        "sources": cat.sources(sid),
+        "source_checks": cat.source_checks(sid),
+        "qa": view.cfg.qa.model_dump(mode="json"),
+        "phase_cal_history": phase_cal_history(cat, sid),
     }
+
+
+def phase_cal_history(cat, session_id: int) -> dict[str, list[float]]:
+    """"field/LO" → the phase calibrator's flux in every session that started before this one (the
+    verdict compares this session's with their median)."""
+    starts = cat.first_scan_starts()
+    rows = cat.flux_measurements()
+    mine = next((r["session"] for r in rows if r["session_id"] == session_id), None)
+    t0 = starts.get(mine) if mine else None
+    out: dict[str, list[float]] = {}
+    if t0 is None:
+        return out
+    for r in rows:
+        if r["role"] == "phase_cal" and r["session_id"] != session_id and r["flux_jy"] is not None \
+                and (starts.get(r["session"]) or t0) < t0:
+            out.setdefault(f"{r['field']}/{r['lo']}", []).append(r["flux_jy"])
+    return out

@@ -276,15 +276,16 @@ def test_changed_image_param_reruns_only_image(chain):
     conf.write_text(text.replace("[steps.image]\n", "[steps.image]\nrobust = 0.5\n"))
     try:
         plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
-        assert {p["step"] for p in plan} == {"image", "report"}  # the whole plan: the report shows the images
+        # the whole plan: the sources of the target images, the report that shows them
+        assert {p["step"] for p in plan} == {"image", "sources", "report"}
         assert all("params changed: image.robust 0.0→0.5" in p["reason"] for p in plan if p["step"] == "image")
         reports = [p for p in plan if p["step"] == "report"]  # one per session of the chain
-        assert reports and {p["reason"] for p in reports} == {"input changed: image"}
+        assert reports and all(p["reason"].startswith("input changed: image") for p in reports), reports
         before = max_run_id(chain)
         cli(conf, "run", TINY)
         ran = runs_after(chain, before)
         # images, then the report that shows them; nothing upstream
-        assert ran and {r["step"] for r in ran} == {"image", "report"} and {r["key"] for r in ran} == {TINY}
+        assert ran and {r["step"] for r in ran} == {"image", "sources", "report"} and {r["key"] for r in ran} == {TINY}
     finally:
         conf.write_text(text)
         cli(conf, "reprocess", TINY, "--from", "image")  # back to the default robust for later tests
@@ -298,13 +299,13 @@ def test_changed_calibrate_param_plans_calibrate_and_image_only(chain):
     try:
         plan = json.loads(cli(conf, "run", "--dry-run", "--json").stdout)
         assert [p["step"] for p in plan][:1] == ["calibrate"] and {p["step"] for p in plan} == {
-            "calibrate", "image", "report"}  # in run order; nothing upstream
+            "calibrate", "image", "sources", "report"}  # in run order; nothing upstream
         assert plan[0]["reason"] == "params changed: calibrate.minsnr 3.0→2.5"
         ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
         status = {s["step"]: s["status"] for s in ex["steps"]}
         assert status == {"copy": "up to date", "compress": "up to date", "concat": "up to date",
                           "fix": "up to date", "calibrate": "out of date", "image": "out of date",
-                          "report": "out of date"}
+                          "sources": "out of date", "report": "out of date"}
     finally:
         conf.write_text(text)
 

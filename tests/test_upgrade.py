@@ -21,7 +21,8 @@ EXPECTED_RERUNS: dict[str, str] = {
     # issue 16: targets are self-calibrated (a new step) and imaged from the self-calibrated data
     "selfcal": "never run",
     "image": "step version 2→3",
-    "report": "input changed: image",
+    "sources": "never run",  # issue 14: a new step (PyBDSF on the target images)
+    "report": "step version 1→2",  # issue 14: verdict + sources table on the QA page
 }
 
 
@@ -126,13 +127,14 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     shutil.copy(FIXTURE / "atarchive.toml", conf)
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    order = ["copy", "compress", "concat", "fix", "calibrate", "selfcal", "image", "report"]
+    order = ["copy", "compress", "concat", "fix", "calibrate", "selfcal", "image", "sources", "report"]
     steps = [r["step"] for r in plan]
     assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
     n_fields, n_los = len(truth["sources"]), len(truth["los"])
     assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
     n_targets = sum(s["role_hint"] == "target" for s in truth["sources"].values())
     assert steps.count("selfcal") == n_targets * n_los
+    assert steps.count("sources") == n_los  # one target: its image in every LO
     assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
     (concat,) = [r for r in plan if r["step"] == "concat"]
     first_fc = min((s for s in json.loads(atarchive_ok(conf, "show", SESSION, "--json"))["scans"]

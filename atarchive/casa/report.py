@@ -19,23 +19,64 @@ from .calibrate import spws_for_lo
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
 
 
-def _split_flags(splits: list[str]) -> dict[int, float]:
+def _split_flags(splits: list[str], per_antenna: dict[int, list[float]] | None = None) -> dict[int, float]:
     """Flagged fraction per scan number over the calibrated splits (every field's cross-correlations,
-    flagged after calibration)."""
+    flagged after calibration); ``per_antenna`` gathers [flagged, rows] per antenna index."""
     acc: dict[int, list[float]] = {}
     for ms in splits:
         tb = table(ms)
         try:
             scan = tb.getcol("SCAN_NUMBER")
             flagged = flagged_per_row(tb)
+            ants = (tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")) if per_antenna is not None else ()
         finally:
             tb.close()
+        for col in ants:
+            for a in np.unique(col):
+                sel = col == a
+                acc_a = per_antenna.setdefault(int(a), [0.0, 0.0])
+                acc_a[0] += float(flagged[sel].sum())
+                acc_a[1] += float(sel.sum())
         for s in np.unique(scan):
             sel = scan == s
             a = acc.setdefault(int(s), [0.0, 0.0])
             a[0] += float(flagged[sel].sum())
             a[1] += float(sel.sum())
     return {s: a[0] / a[1] for s, a in acc.items() if a[1]}
+
+
+def _chan_flags(splits: list[str], chunk: int = 20000) -> np.ndarray:
+    """[frequency (Hz), flagged fraction] of every channel over the calibrated splits (all fields, times,
+    baselines and polarisations): RFI shows as channels flagged far more than the others."""
+    acc: dict[float, list[float]] = {}
+    for ms in splits:
+        freqs = chan_freqs(ms)
+        dd_spw = column(os.path.join(ms, "DATA_DESCRIPTION"), "SPECTRAL_WINDOW_ID")
+        tb = table(ms)
+        try:
+            ddid = tb.getcol("DATA_DESC_ID")
+            for d in np.unique(ddid):
+                sub = tb.query(f"DATA_DESC_ID=={int(d)}")
+                try:
+                    n = sub.nrows()
+                    tot = None
+                    for start in range(0, n, chunk):
+                        fl = sub.getcol("FLAG", startrow=start, nrow=min(chunk, n - start))  # (npol, nchan, nrow)
+                        part = fl.sum(axis=(0, 2)).astype(float)
+                        tot = part if tot is None else tot + part
+                    if tot is None:
+                        continue
+                    per = fl.shape[0] * n
+                finally:
+                    sub.close()
+                for f, t in zip(np.asarray(freqs[dd_spw[int(d)]]).ravel(), tot):
+                    a = acc.setdefault(round(float(f)), [0.0, 0.0])
+                    a[0] += float(t)
+                    a[1] += float(per)
+        finally:
+            tb.close()
+    rows = [[f, a[0] / a[1]] for f, a in sorted(acc.items()) if a[1]]
+    return np.array(rows, dtype=float).reshape(-1, 2)
 
 
 def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, splits: list[str]) -> dict:
@@ -63,7 +104,15 @@ def _uv_and_flags(vis: str, lo_ranges: dict[str, list[float]], arrays: dict, spl
         flagged = flagged_per_row(tb)
     finally:
         tb.close()
-    after = _split_flags(splits)  # calibration flags its splits; the fixed MS keeps the flags from before
+    per_ant: dict[int, list[float]] = {}
+    after = _split_flags(splits, per_ant)  # calibration flags its splits; the fixed MS keeps the flags from before
+    if per_ant:  # unflagged fraction per antenna index after calibration (NaN: not in the splits)
+        unflagged = np.full(max(per_ant) + 1, np.nan)
+        for a, (f, n) in per_ant.items():
+            unflagged[a] = 1.0 - f / n if n else np.nan
+        arrays["ant_unflagged"] = unflagged
+    if splits:
+        arrays["chan_flags"] = _chan_flags(splits)
     scans = []
     for s in np.unique(scan):
         sel = (scan == s) & cross

@@ -39,6 +39,15 @@ class ProductRows(Database):
             out.setdefault(p["step"], []).append(p)
         return out
 
+    def products_of_step(self, step: str) -> dict[int, list[dict]]:
+        """session id → the products of ``step`` in every session, ``meta`` decoded."""
+        out: dict[int, list[dict]] = {}
+        for p in self.q("SELECT * FROM products WHERE step = ? ORDER BY session_id, id", [step]):
+            p = dict(p)
+            p["meta"] = json.loads(p["meta"] or "{}")
+            out.setdefault(p["session_id"], []).append(p)
+        return out
+
     def replace_flux(self, session_id: int, run_id: int, row: dict) -> None:
         """The flux measurement of (session, field, LO) is now ``row`` (keys of FLUX_COLUMNS)."""
         with self.transaction():

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .. import calibrators, naming
+from ..verdict import radiometer_rms_jy, session_verdict
 from . import page, plots, qa, sky
 
 
@@ -45,6 +46,7 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
         npz.unlink()
     scans = [s for s in data["scans"] if s["start_mjd"] is not None and s["end_mjd"] is not None]
 
+    flag_by_scan: dict[int, float] = {}
     if scans and t0 is not None:
         flag_by_scan = _flag_fractions(scans, arrays)
         tl = [{"scan": i + 1, "field": s["field"] or s["source"] or "?", "start_h": (s["start_mjd"] - t0) * 24,
@@ -109,11 +111,80 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
                 f"{_num(_ratio(meta.get('peak_jy'), meta.get('rms_jy')), 1, 0)}"
                 + (f"; {meta['selfcal_note']}" if meta.get("selfcal_note") else ""),
                 partial(_draw_before_after, one_gc, fits, meta, f"{field} Lo{lo}"))
+    health = antenna_health(arrays, names, outliers_all)
+    verdict = None
+    if data.get("qa"):
+        facts = verdict_facts(data, scans, flag_by_scan, outliers_all, len(names))
+        facts["channels"] = _channels_by_lo(arrays.get("chan_flags"), data["los"])
+        verdict = session_verdict(facts, data["qa"])
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
-                       created=time.time())
+                       created=time.time(), verdict=verdict)
     (outdir / "index.html").write_text(html, encoding="utf-8")
     return {"path": str(final_dir / "index.html"), "figures": [f["file"] for f in figures], "notes": notes,
-            "bandpass_outliers": outliers_all}
+            "bandpass_outliers": outliers_all, "antenna_health": health,
+            "scan_flags": {str(k): v for k, v in flag_by_scan.items()},
+            **({"verdict": verdict["verdict"], "verdict_reasons": verdict["reasons"]} if verdict else {})}
+
+
+def verdict_facts(data: dict, scans: list[dict], flag_by_scan: dict[int, float], outliers: dict,
+                  n_antennas: int) -> dict:
+    """The facts the verdict rules read (:func:`atarchive.verdict.session_verdict`): the session's flux
+    rows, flagged fraction per scan, bandpass outliers, each target image's rms with its radiometer
+    expectation (its field's time on source, its LO's bandwidth, the antennas in the MS), the
+    reference checks and the phase calibrators' earlier fluxes."""
+    qa = data["qa"]
+    scan_rows = [{"label": f"scan {i + 1} ({s['field'] or s['source'] or '?'})", "flagged": flag_by_scan.get(i + 1),
+                  "seconds": (s["end_mjd"] - s["start_mjd"]) * 86400.0} for i, s in enumerate(scans)]
+    seconds: dict[str, float] = {}
+    for s in scans:
+        name = s["field"] or s["source"]
+        seconds[name] = seconds.get(name, 0.0) + (s["end_mjd"] - s["start_mjd"]) * 86400.0
+    bw = {lo["name"]: abs((lo["freq_end_hz"] or 0) - (lo["freq_start_hz"] or 0)) for lo in data["los"]}
+    images = []
+    for r in data["fluxes"]:
+        if r["role"] != "target":
+            continue
+        exp = radiometer_rms_jy(sefd_jy=qa["sefd_jy"], n_antennas=n_antennas, bandwidth_hz=bw.get(r["lo"], 0.0),
+                                seconds=seconds.get(r["field"], 0.0))
+        images.append({"field": r["field"], "lo": r["lo"], "rms_jy": r["rms_jy"], "expected_rms_jy": exp})
+    return {"fluxes": data["fluxes"], "scans": scan_rows,
+            "bandpass_outliers": outliers, "images": images, "checks": data.get("source_checks") or [],
+            "phase_cal_history": data.get("phase_cal_history") or {}}
+
+
+def _channels_by_lo(chan_flags, los: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """LO → [(frequency, flagged fraction)] of the channels in its range (from the report's extraction)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    if chan_flags is None or not len(chan_flags):
+        return out
+    for lo in los:
+        f0, f1 = sorted([lo["freq_start_hz"] or 0.0, lo["freq_end_hz"] or 0.0])
+        sel = (chan_flags[:, 0] >= f0 - 1e6) & (chan_flags[:, 0] <= f1 + 1e6)
+        if sel.any():
+            out[lo["name"]] = [(float(f), float(x)) for f, x in chan_flags[sel]]
+    return out
+
+
+def antenna_health(arrays: dict, names: list[str], outliers: dict) -> dict[str, dict]:
+    """Per antenna: unflagged fraction after calibration, median gain amplitude over the array's median
+    (per LO group, the first group shown), and whether any bandpass marks it an outlier."""
+    out: dict[str, dict] = {}
+    unfl = arrays.get("ant_unflagged")
+    for i, n in enumerate(names):
+        out[n] = {"unflagged": float(unfl[i]) if unfl is not None and i < len(unfl) and np.isfinite(unfl[i])
+                  else None, "gain_rel": None, "bandpass_outlier": any(n in bad for bad in outliers.values())}
+    for g in sorted({k.split("_")[1] for k in arrays if k.startswith("G1_")}):
+        gn = _gains(arrays, f"G1_{g}_", names, 0.0)
+        if gn is None:
+            continue
+        _, amp, _, gnames = gn
+        with np.errstate(all="ignore"):
+            per = np.nanmedian(amp, axis=0) if amp.size else np.array([])
+        ref = float(np.nanmedian(per)) if per.size and np.isfinite(per).any() else None
+        for j, n in enumerate(gnames):
+            if n in out and out[n]["gain_rel"] is None and ref:
+                out[n]["gain_rel"] = float(per[j] / ref) if np.isfinite(per[j]) else None
+    return out
 
 
 def _num(v, scale: float = 1.0, nd: int = 3) -> str:

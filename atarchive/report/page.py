@@ -17,6 +17,9 @@ th{background:#f3f3f3} .ok{color:#137333} .failed{color:#c5221f;font-weight:bold
 .mono{font-family:ui-monospace,monospace;font-size:.9em} .muted{color:#777}
 figure{display:inline-block;margin:.5em;vertical-align:top} figcaption{font-size:.8em;max-width:680px}
 .thumbs figure{width:900px;max-width:95vw} .thumbs img{width:100%} img{max-width:100%;border:1px solid #eee}
+.verdict{padding:.5em .9em;margin:.6em 0;border-left:6px solid} .verdict ul{margin:.3em 0}
+.verdict-pass{background:#e8f6ea;border-color:#2e9e44} .verdict-warn{background:#fff4e5;border-color:#f0a020}
+.verdict-fail{background:#fde8e8;border-color:#d03030}
 .note{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em;margin:.4em 0}
 """
 
@@ -68,17 +71,53 @@ def _selfcal_rounds(data: dict) -> str:
                    + _table(["round", "mode", "solint", "rms (mJy/beam)", "peak (Jy/beam)", "DR",
                              "solutions flagged", "guard", "why"], rows))
     return "\n".join(out)
+def verdict_block(verdict: dict | None) -> str:
+    """The verdict at the top of the page: pass / warn / fail and every reason (atarchive.verdict)."""
+    if not verdict:
+        return ""
+    v = verdict["verdict"]
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in verdict["reasons"])
+    return (f"<div class='verdict verdict-{escape(v)}' id='verdict'><b>verdict: {escape(v)}</b>"
+            + (f"<ul>{reasons}</ul>" if reasons else " — every QA rule passed") + "</div>")
+
+
+def sources_section(data: dict) -> str:
+    """The sources found in each target image (PyBDSF) and the reference-catalogue check."""
+    e = escape
+    checks = data.get("source_checks") or []
+    if not checks:
+        return ""
+    parts = ["<h2>Sources</h2>"]
+    crow = []
+    for c in checks:
+        r = c.get("reference") or {}
+        crow.append([e(c["field"]), e(c["lo"]), str(c["n_sources"]), str(r.get("matched", "")),
+                     f"{r['median_offset_arcsec']:.1f} ({r['median_offset_beams']:.2f} beam)"
+                     if r.get("median_offset_arcsec") is not None else "",
+                     f"{r['offset_scatter_arcsec']:.1f}" if r.get("offset_scatter_arcsec") is not None else "",
+                     f"{r['median_flux_ratio']:.3f} ± {r['flux_ratio_scatter']:.3f}"
+                     if r.get("median_flux_ratio") is not None else ""])
+    parts.append(_table(["field", "LO", "sources", "matched to reference", "median offset (″)", "scatter (″)",
+                         "flux ratio"], crow))
+    rows = [[e(r["field"]), e(r["lo"]), f"{r['ra_deg']:.5f}", f"{r['dec_deg']:+.5f}",
+             f"{r['flux_jy']:.4f} ± {r['flux_err_jy']:.4f}", f"{r['peak_jy']:.4f}",
+             f"{r['major_arcsec']:.0f} × {r['minor_arcsec']:.0f}, {r['pa_deg']:.0f}°",
+             f"{r['snr']:.0f}" if r.get("snr") else "", "pbcor" if r.get("pbcor") else "restored"]
+            for r in (data.get("sources") or [])[:200]]
+    parts.append("<div id='sources'>" + _table(["field", "LO", "RA (deg)", "Dec (deg)", "flux (Jy)", "peak (Jy/beam)",
+                                                "shape (″ × ″, PA)", "S/N", "image"], rows) + "</div>")
+    return "\n".join(parts)
 
 
 def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict, final_dir: Path,
-           created: float) -> str:
+           created: float, verdict: dict | None = None) -> str:
     s = data["session"]
     e = escape
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>atarchive report: {e(s['key'])}</title>",
              f"<style>{CSS}</style></head><body>",
              f"<h1>{e(s['key'])}</h1>",
              f"<p class='muted'>storage: <span class='mono'>{e(s['path'])}</span> · layout {e(str(s['layout']))} · "
-             f"report made {e(_when(created))}</p>"]
+             f"report made {e(_when(created))}</p>", verdict_block(verdict)]
     if s.get("error"):
         parts.append(f"<p class='note'>session error: {e(s['error'])}</p>")
     for n in notes:
@@ -156,6 +195,7 @@ def render(data: dict, figures: list[dict], *, notes: list[str], outliers: dict,
             ["field", "role", "LO", "freq (MHz)", "flux (Jy)", "± (Jy)", "rms (mJy/beam)", "model (Jy)",
              "ratio", "position (deg)"], rows))
 
+    parts.append(sources_section(data))
     rows = []
     for r in data["runs"]:
         dur = f"{r['finished'] - r['started']:.1f} s" if r["finished"] and r["started"] else ""

@@ -1,5 +1,6 @@
-"""report: the session's QA page (figures, step table, fluxes), made once every image is up to date
-and made again whenever one of them, or the calibration, changes.
+"""report: the session's QA page (verdict, figures, step table, fluxes, sources), made once every image
+is up to date and made again whenever one of them, their sources, the calibration or the ``[qa]``
+rules change. The verdict (:mod:`atarchive.verdict`) is worked out here and kept in the product's meta.
 
 The child reads the MS and calibration tables and draws the page; the session's catalogue rows
 reach it through the run context (``records``), so nothing here opens the catalogue.
@@ -31,11 +32,16 @@ class Report(Step):
     name = StepName.REPORT
     casa_tools = True
     needs_records = True
-    version = 1
+    version = 2  # 2: the verdict at the top, the sources table
     software = "report"
 
     def settings(self, cfg: Config) -> None:
         return None
+
+    def params(self, cfg: Config) -> dict:
+        """The verdict's rules and limits (``[qa]``): changing them remakes the page and the verdict."""
+        return {"qa": cfg.qa.model_dump(mode="json", exclude={"reference_catalogue", "reference_spectral_index",
+                                                              "match_radius_arcsec"})}
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         images = up.get(StepName.IMAGE, {})
@@ -43,7 +49,8 @@ class Report(Step):
             return []
         inputs = {input_key(StepName.CALIBRATE, k): u.fingerprint for k, u in up[StepName.CALIBRATE].items()}
         inputs.update({input_key(StepName.IMAGE, k): u.fingerprint for k, u in images.items()})
-        return [UnitSpec(key="", params={}, inputs=inputs, outputs=[self.output(view)])]
+        inputs.update({input_key(StepName.SOURCES, k): u.fingerprint for k, u in up.get(StepName.SOURCES, {}).items()})
+        return [UnitSpec(key="", params=self.params(view.cfg), inputs=inputs, outputs=[self.output(view)])]
 
     @staticmethod
     def output(view: SessionView) -> Path:

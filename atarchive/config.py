@@ -113,10 +113,10 @@ class SelfcalConfig(_Strict):
     min_peak_snr: float = Field(10.0, ge=0, description="a target whose 1GC peak/rms is below this keeps its 1GC "
                                                         "data (too faint for self-calibration)")
     mask_threshold: float = Field(5.0, gt=0, description="breizorro mask threshold, in σ of its local noise")
-    model_nsigma: float = Field(3.0, gt=0, description="each round's model: clean inside the mask to this × rms "
-                                                        "(not deeper: data with phase errors diverge)")
-    nsigma: float = Field(1.5, gt=0, description="the final target image (and the 1GC image compared with it): "
-                                                 "clean inside the final mask to this × rms. A sparse array's "
+    model_nsigma: float = Field(3.0, gt=0, description="round 0's model of the 1GC data: clean inside the mask to "
+                                                        "this × rms (data with phase errors diverge when deeper)")
+    nsigma: float = Field(1.5, gt=0, description="every self-calibration round, the final target image and the 1GC "
+                                                 "image compared with it: clean inside the mask to this × rms. A sparse array's "
                                                  "residual rms is its sidelobes: shallower cleaning limits the "
                                                  "dynamic range")
     max_peak_drop: float = Field(0.03, ge=0, lt=1, description="guard: a round whose peak falls by more than "

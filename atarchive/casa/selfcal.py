@@ -4,18 +4,19 @@
 2. A seed clean with auto-multithresh gives a first restored image; the first mask is breizorro's on
    it (``mask_threshold`` σ) joined with the seed's own mask (auto-multithresh alone when breizorro is
    not installed, recorded).
-3. Round 0 cleans the 1GC data inside that mask to ``model_nsigma`` (shallow: data with phase errors
-   diverge when cleaned deep) and saves the model in MODEL_DATA.
+3. Round 0 cleans the 1GC data inside that mask to ``model_nsigma`` and saves the model in MODEL_DATA.
 4. Each round solves gains against the current model (phase-only with the round's solution interval;
    a last amplitude+phase round when peak/rms allows), applies them, cleans inside the mask to
-   ``nsigma`` (as deep as the final image: a sparse array's residual rms is its own sidelobes, so only
-   a deep clean shows what the calibration did) and joins breizorro's mask of the result to the mask.
-   The **guard** keeps a round only if the residual rms fell and the peak did not fall by more than
-   ``max_peak_drop``; otherwise it stops and the data stay as after the last round kept. A target whose
-   1GC peak/rms is below ``min_peak_snr`` keeps its 1GC data, with the reason.
-5. The 1GC image for the before/after comparison is the 1GC data cleaned exactly as the final image
-   will be (final mask, ``nsigma``), unless that clean runs away (then round 0's, said in the note).
-   The kept corrected data are split to the product MS; the final mask is kept as FITS for the image step.
+   ``nsigma`` (deep: every source in the next model, and a residual rms that shows what the round did)
+   and joins breizorro's mask of the result to the mask. The **guard** keeps a round only if the residual rms fell and the peak did
+   not fall by more than ``max_peak_drop``; otherwise it stops and the data stay as after the last round
+   kept. A target whose 1GC peak/rms is below ``min_peak_snr`` keeps its 1GC data, with the reason.
+5. Both the 1GC data and the data after the rounds kept are then cleaned inside the final mask to
+   ``nsigma`` (deep, as the final image will be: on a sparse array the residual rms is the sidelobes
+   of what is not cleaned, so only a deep clean shows what the calibration did). The first is the 1GC
+   image of the before/after comparison (round 0's when that clean runs away, said in the note); if
+   the second is not better by the same guard, every round is undone (no harm). The kept corrected
+   data are split to the product MS; the final mask is kept as FITS for the image step.
 
 Guard decisions are pure (``keep_round``, ``diverged``, ``plan_rounds``) and tested without CASA.
 """
@@ -148,7 +149,7 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         raise PermanentStepError(f"split of {name} for self-calibration produced nothing")
     cell, imsize = pick_grid(vis, fmin, fmax, image_params)
     common = dict(vis=vis, cell_arcsec=cell, imsize=imsize, params=image_params)
-    nsigma = float(params["model_nsigma"])  # rounds: a model safe to solve against
+    nsigma = float(params["model_nsigma"])  # round 0: a first model safe to solve against
     final_nsigma = float(params["nsigma"])  # the before/after images: as deep as the final image
     threshold = float(params["mask_threshold"])
 
@@ -156,9 +157,9 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     seed = os.path.join(work, "seed")
     masked_clean(t, seed, mask=None, nsigma=nsigma, **common)
     seed_mask = None
-    if os.path.isdir(seed + ".mask"):
-        seed_mask = os.path.join(work, "seedmask")
-        t.exportfits(imagename=seed + ".mask", fitsimage=seed_mask + ".fits", overwrite=True)
+    if os.path.isdir(seed + ".mask"):  # a CASA mask image and its FITS beside it, as masks are kept here
+        seed_mask = seed + ".mask"
+        t.exportfits(imagename=seed_mask, fitsimage=seed_mask + ".fits", overwrite=True)
     mask = _breizorro_mask(t, seed + ".image", os.path.join(work, "mask0"), threshold, previous=seed_mask)
     mask_method = f"breizorro {threshold:g}σ" if mask else (
         "auto-multithresh (breizorro not installed)" if breizorro_path() is None
@@ -166,7 +167,7 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     base0 = os.path.join(work, "r0")
     masked_clean(t, base0, mask=mask, nsigma=nsigma, savemodel=True, **common)
     best = {"round": 0, "solint": None, "calmode": None, **_metrics(t, base0), "kept": True,
-            "flagged_fraction": 0.0, "mask": mask_method}
+            "flagged_fraction": 0.0, "mask": mask_method, "nsigma": nsigma}
     rounds = [best]
     kept_tables: list[str] = []
     stop_reason = ""
@@ -198,9 +199,10 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         tables = [*pre, table]
         t.applycal(vis=vis, gaintable=tables, calwt=False, applymode="calonly", flagbackup=False)
         base = os.path.join(work, f"r{i}")
-        masked_clean(t, base, mask=mask, nsigma=final_nsigma, savemodel=True, **common)
+        round_nsigma = final_nsigma  # deep (stable with cyclefactor 3): a complete model, a sensitive guard
+        masked_clean(t, base, mask=mask, nsigma=round_nsigma, savemodel=True, **common)
         new = {"round": i, "solint": solint, "calmode": calmode, **_metrics(t, base),
-               "flagged_fraction": _flagged_fraction(ct, table), "mask": mask_method}
+               "flagged_fraction": _flagged_fraction(ct, table), "mask": mask_method, "nsigma": round_nsigma}
         ok, why = keep_round(best, new, max_peak_drop=float(params["max_peak_drop"]))
         new.update(kept=ok, why=why)
         rounds.append(new)
@@ -210,12 +212,8 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         best = new
         kept_tables = tables
         mask = _breizorro_mask(t, base + ".image", os.path.join(work, f"mask{i}"), threshold, previous=mask)
-    kept = [r["round"] for r in rounds if r["kept"] and r["round"] > 0]
-    # the product: the data as after the last round kept (1GC data when none was)
-    if kept_tables:
-        t.applycal(vis=vis, gaintable=kept_tables, calwt=False, applymode="calonly", flagbackup=False)
-    # the 1GC image for the before/after comparison: the 1GC data imaged exactly as the final image will
-    # be (final mask, final depth), so the difference is the calibration's alone
+    # The deep images (final mask, final depth) of the 1GC data and of the data after the rounds kept:
+    # the before/after comparison, and the last guard — rounds that made the deep image worse are undone.
     base_1gc = os.path.join(work, "before")
     masked_clean(t, base_1gc, mask=mask, nsigma=final_nsigma, datacolumn="data", **common)
     before = _metrics(t, base_1gc)
@@ -225,10 +223,22 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         base_1gc = base0
         before = {**_metrics(t, base0), "note": f"the 1GC data diverge when cleaned to {final_nsigma:g}σ; "
                                                 f"1GC image cleaned to {nsigma:g}σ"}
-    files_1gc = _export(t, base_1gc, os.path.join(outdir, f"{name}_1gc"))
-    if os.environ.get("ATARCHIVE_SELFCAL_AFTER"):  # development: the after image here too
+    after = None
+    if kept_tables:
+        t.applycal(vis=vis, gaintable=kept_tables, calwt=False, applymode="calonly", flagbackup=False)
         masked_clean(t, os.path.join(work, "after"), mask=mask, nsigma=final_nsigma, **common)
-        before["after"] = _metrics(t, os.path.join(work, "after"))
+        after = _metrics(t, os.path.join(work, "after"))
+        ok, why = keep_round(before, after, max_peak_drop=float(params["max_peak_drop"]))
+        if not ok:
+            n = sum(1 for r in rounds[1:] if r["kept"])
+            stop_reason = (f"{n} round(s) undone: the deep image after self-calibration is not better than "
+                           f"the 1GC one ({why})")
+            kept_tables = []
+            for r in rounds[1:]:
+                r["kept"] = False
+            after = None
+    files_1gc = _export(t, base_1gc, os.path.join(outdir, f"{name}_1gc"))
+    kept = [r["round"] for r in rounds if r["kept"] and r["round"] > 0]
     out_ms = os.path.join(outdir, f"{name}_selfcal.ms")
     t.split(vis=vis, outputvis=out_ms, datacolumn="corrected" if kept_tables else "data", keepflags=True)
     mask_fits = None
@@ -246,4 +256,4 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
             "refant": int(refant), "cell_arcsec": cell, "imsize": imsize, "spws": spw_ids,
             "before": {**before,
                        **{k: final(v) for k, v in files_1gc.items()}},
-            "after": {k: best[k] for k in ("peak_jy", "rms_jy", "dynamic_range")}}
+            "after": after}

@@ -31,7 +31,7 @@ class SessionPlan:
     state: SessionState = SessionState.INCOMPLETE
     next_step: str | None = None
     error: str | None = None
-    cached_summary: dict | None = None  # set when the plan was skipped (watermark matched)
+    cached_summary: dict | str | None = None  # set when the plan was skipped (watermark matched); JSON until read
 
     @property
     def session(self) -> dict:
@@ -44,6 +44,8 @@ class SessionPlan:
         return [u for u in self.units[self.next_step].values() if u.status == UnitStatus.PENDING]
 
     def step_summary(self) -> dict[str, dict]:
+        if isinstance(self.cached_summary, str):  # decoded when asked for, not for every session planned
+            self.cached_summary = json.loads(self.cached_summary or "{}")
         if self.cached_summary is not None:
             return self.cached_summary
         out = {}
@@ -235,15 +237,14 @@ def plan_all(cat: Catalogue, cfg: Config, sessions: list[dict] | None = None, *,
     if not sessions:
         return []
     cdig = config_digest(cfg)
-    max_run = cat.newest_run_ids()
-    max_force = cat.newest_force_ids()
+    newest = cat.newest_ids()  # (newest run id, newest force id) per session: one index seek each
     plans: dict[int, SessionPlan] = {}
     todo = []
     for s in sessions:
-        wm = _watermark(cdig, s, max_run.get(s["id"], 0), max_force.get(s["id"], 0))
+        wm = _watermark(cdig, s, *newest.get(s["id"], (0, 0)))
         if use_watermark and s.get("plan_watermark") == wm:
             p = SessionPlan(SessionView(s, [], [], [], [], cfg), state=SessionState.DONE,
-                            cached_summary=json.loads(s["plan_summary"] or "{}"))
+                            cached_summary=s["plan_summary"] or "{}")
             plans[s["id"]] = p
         else:
             todo.append((s, wm))

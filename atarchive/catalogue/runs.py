@@ -31,14 +31,14 @@ class RunRows(Database):
                 ) m ON r.id = m.id"""
         )
 
-    def newest_run_ids(self) -> dict[int, int]:
-        """session id → id of its newest run (any status)."""
-        return {r["session_id"]: r["m"] for r in self.q(
-            "SELECT session_id, MAX(id) AS m FROM step_runs GROUP BY session_id")}
+    def newest_ids(self) -> dict[int, tuple[int, int]]:
+        """session id → (id of its newest run of any status, id of its newest force; 0 when none).
 
-    def newest_force_ids(self) -> dict[int, int]:
-        return {r["session_id"]: r["m"] for r in self.q(
-            "SELECT session_id, MAX(id) AS m FROM forces GROUP BY session_id")}
+        One index seek per session and table (step_runs_session and forces_session end in the row
+        id), never a scan of every run: the no-op plan reads this on every pass of the daemon."""
+        return {sid: (run or 0, force or 0) for sid, run, force in self.conn.execute(
+            "SELECT s.id, (SELECT MAX(r.id) FROM step_runs r WHERE r.session_id = s.id), "
+            "(SELECT MAX(f.id) FROM forces f WHERE f.session_id = s.id) FROM sessions s")}
 
     def runs(self, session_id: int, step: str | None = None) -> list[dict]:
         if step:

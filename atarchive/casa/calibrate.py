@@ -50,11 +50,58 @@ def _unflagged_by_antenna(vis: str) -> tuple[np.ndarray, np.ndarray]:
     return good, rows
 
 
+def weak_antennas(level: np.ndarray, ratio: float = 0.3) -> list[int]:
+    """Antennas whose visibility level is below ``ratio`` × the median antenna's: dead or pointing
+    elsewhere (noise only), so never a reference. Antennas without data (NaN) are not judged."""
+    ok = np.isfinite(level)
+    if ok.sum() < 3:
+        return []
+    med = float(np.median(level[ok]))
+    return [int(i) for i in np.flatnonzero(ok & (level < ratio * med))] if med > 0 else []
+
+
+def _level_by_antenna(vis: str, max_rows: int = 60000) -> np.ndarray:
+    """Per antenna: the 90th percentile over its cross-correlation rows of the row's median unflagged
+    parallel-hand amplitude (rows sampled evenly, at most ``max_rows``). The bright calibrator scans set
+    it for a working antenna; an antenna with noise only stays at the noise."""
+    tb = table(vis)
+    try:
+        nrows = tb.nrows()
+        step = max(1, nrows // max_rows)
+        a1 = tb.getcol("ANTENNA1", 0, -1, step)
+        a2 = tb.getcol("ANTENNA2", 0, -1, step)
+        data = tb.getcol("DATA", 0, -1, step)  # (pol, chan, row)
+        flag = tb.getcol("FLAG", 0, -1, step)
+    finally:
+        tb.close()
+    par = [0, data.shape[0] - 1]
+    amp = np.where(flag[par], np.nan, np.abs(data[par]))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            row = np.nanmedian(amp.reshape(-1, amp.shape[-1]), axis=0)
+    n = int(max(a1.max(), a2.max())) + 1 if a1.size else 0
+    out = np.full(n, np.nan)
+    cross = (a1 != a2) & np.isfinite(row)
+    for i in range(n):
+        v = row[cross & ((a1 == i) | (a2 == i))]
+        if v.size:
+            out[i] = float(np.percentile(v, 90))
+    return out
+
+
 def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
     """Antenna with the most unflagged cross-correlation data; ties broken by distance to the
-    array centre. Returns (antenna ID, reason)."""
+    array centre. Antennas whose visibilities stay at the noise (dead, noise only) are never chosen.
+    Returns (antenna ID, reason)."""
     good, _ = _unflagged_by_antenna(vis)
     n = len(good)
+    weak = [i for i in weak_antennas(_level_by_antenna(vis)) if i < n]
+    names = antenna_names(vis)
+    if len(weak) < n:
+        exclude = [*exclude, *weak]
     ta = table(os.path.join(vis, "ANTENNA"))
     try:
         pos = ta.getcol("POSITION").T[:n]
@@ -66,7 +113,9 @@ def choose_refant(vis: str, exclude: list[int] = ()) -> tuple[int, str]:
             good[e] = -1
     best = max(range(n), key=lambda i: (round(good[i] / max(good.max(), 1e-9), 3), -dist[i]))
     reason = (f"most unflagged cross-correlation data ({good[best] / max(good.max(), 1e-9):.0%} of the best), "
-              f"{dist[best]:.0f} m from the array centre")
+              f"{dist[best]:.0f} m from the array centre"
+              + (f"; not {', '.join(str(names[i]) if i < len(names) else str(i) for i in weak)}: visibilities at "
+                 f"the noise level" if weak else ""))
     return best, reason
 
 

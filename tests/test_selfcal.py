@@ -89,7 +89,8 @@ def archive(tmp_path_factory):
     conf = root / "atarchive.toml"
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n"
-                    "[steps.image]\nmax_imsize = 512\n[execution]\nmax_attempts = 1\n")
+                    "[steps.image]\nmax_imsize = 512\n[execution]\nmax_attempts = 1\n"
+                    "[steps.selfcal]\nrounds = 4\n")  # off by default
     cli(conf, "scan")
     run = cli(conf, "run", "--json")
     images = json.loads(cli(conf, "images", "--json").stdout)
@@ -213,7 +214,7 @@ def test_calibrators_are_not_touched_by_selfcal(archive):
 def test_changing_a_selfcal_parameter_reruns_selfcal_and_what_follows_only(archive):
     conf = archive["conf"]
     changed = conf.parent / "changed.toml"
-    changed.write_text(conf.read_text() + "[steps.selfcal]\nmask_threshold = 6.0\n")
+    changed.write_text(conf.read_text() + "mask_threshold = 6.0\n")  # under [steps.selfcal], the last table
     rows = json.loads(cli(changed, "run", "--dry-run", "--json").stdout)
     steps = {r["step"] for r in rows}
     assert steps == {"selfcal", "image", "sources", "report"}, steps  # sources: of the new target images

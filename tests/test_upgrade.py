@@ -18,8 +18,7 @@ FIXTURE = REPO / "tests" / "data" / "archive-v0.1.0"
 SESSION = "ptiny/2025-03-15-10:40:00"
 # step → why it reruns after an upgrade (a step version that truly changed); empty: nothing reruns
 EXPECTED_RERUNS: dict[str, str] = {
-    # issue 16: targets are self-calibrated (a new step) and imaged from the self-calibrated data
-    "selfcal": "never run",
+    # issue 16: targets get .pbcor, residual and model FITS (and, with [steps.selfcal] rounds > 0, self-calibration)
     "image": "step version 2→3",
     "sources": "never run",  # issue 14: a new step (PyBDSF on the target images)
     "report": "step version 1→2",  # issue 14: verdict + sources table on the QA page
@@ -127,13 +126,12 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     shutil.copy(FIXTURE / "atarchive.toml", conf)
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    order = ["copy", "compress", "concat", "fix", "calibrate", "selfcal", "image", "sources", "report"]
+    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "sources", "report"]  # selfcal: off
     steps = [r["step"] for r in plan]
     assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
     n_fields, n_los = len(truth["sources"]), len(truth["los"])
     assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
-    n_targets = sum(s["role_hint"] == "target" for s in truth["sources"].values())
-    assert steps.count("selfcal") == n_targets * n_los
+    assert steps.count("selfcal") == 0  # self-calibration is off by default
     assert steps.count("sources") == n_los  # one target: its image in every LO
     assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
     (concat,) = [r for r in plan if r["step"] == "concat"]

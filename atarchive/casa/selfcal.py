@@ -245,8 +245,7 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
     if mask:
         mask_fits = os.path.join(outdir, f"{name}.mask.fits")
         shutil.copyfile(mask + ".fits", mask_fits)
-    if not os.environ.get("ATARCHIVE_KEEP_SELFCAL_WORK"):
-        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
 
     def final(p):
         return os.path.join(final_dir, os.path.relpath(p, outdir)) if p else p

@@ -37,6 +37,7 @@ doctor: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/atarchive simulate --preset demo --out $(DEMO)/storage
+	mkdir -p $(DEMO)/work
 	$(BIN)/atarchive --config examples/demo.toml scan
 	$(BIN)/atarchive --config examples/demo.toml status
 	$(BIN)/atarchive --config examples/demo.toml run

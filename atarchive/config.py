@@ -279,8 +279,8 @@ class Config(_Strict):
 
 def check_paths(cfg: Config) -> None:
     """Before `run`, `daemon` or `scan` touch anything: the storage roots and the catalogue's directory
-    exist and are directories, and so is the work root (made here when only it is missing, its
-    parent existing). Raises :class:`ConfigError` with one line naming the key."""
+    exist and are directories, and so does the work root (never created here: a typo or an unmounted
+    disk must not fill the wrong file system). Raises :class:`ConfigError` with one line naming the key."""
     for i, root in enumerate(cfg.storage_roots):
         if not root.is_dir():
             what = "is not a directory" if root.exists() else "does not exist"
@@ -292,15 +292,9 @@ def check_paths(cfg: Config) -> None:
     if cfg.catalogue.is_dir():
         raise ConfigError(f"catalogue: {cfg.catalogue} is a directory, not a catalogue file")
     root = cfg.work_root
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"work_root: {root} is not a directory")
-    if not root.exists():
-        if not root.parent.is_dir():
-            raise ConfigError(f"work_root: {root} does not exist, nor does its parent directory")
-        try:
-            root.mkdir()
-        except OSError as err:
-            raise ConfigError(f"work_root: cannot create {root}: {err.strerror}") from None
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist (create it: mkdir -p DIR)"
+        raise ConfigError(f"work_root: {root} {what}".replace("DIR", str(root)))
 
 
 def _format_error(err: ValidationError, source: str) -> str:

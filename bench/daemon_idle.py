@@ -91,6 +91,7 @@ def main() -> int:
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                         f"[scan]\nstable_seconds = 0\nsession_idle_seconds = 0\npoll_seconds = {args.poll}\n"
                         "[daemon]\nmin_free_gb = 0\n")
+        (conf.parent / "work").mkdir(exist_ok=True)
         cfg = config.load(conf)
         cat = Catalogue(cfg.catalogue)
         t0 = time.perf_counter()

@@ -35,6 +35,7 @@ def main() -> int:
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                         f"[scan]\nstable_seconds = {args.stable}\nsession_idle_seconds = {args.idle}\n"
                         f"poll_seconds = {args.poll}\n[daemon]\nmin_free_gb = 0\nheartbeat_seconds = 5\n")
+        (conf.parent / "work").mkdir(exist_ok=True)
         d = subprocess.Popen([sys.executable, "-m", "atarchive", "--config", str(conf), "daemon"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         try:

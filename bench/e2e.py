@@ -38,6 +38,7 @@ def run(preset: str, workers: int = 0, executor: str = "threads") -> dict:
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                         f"[scan]\nstable_seconds = 0\n[execution]\nworkers = {args.workers}\nexecutor = \"{args.executor}\"\n"
                         "[steps.image]\nmax_imsize = 256\n")
+        (conf.parent / "work").mkdir(exist_ok=True)
         t0 = time.perf_counter()
         subprocess.run([*exe, "simulate", "--preset", args.preset, "--out", str(tmp / "storage")], check=True,
                        capture_output=True)

@@ -30,6 +30,7 @@ def main() -> int:
         conf = tmp / "atarchive.toml"
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                         "[scan]\nstable_seconds = 0\n[execution]\nworkers = 1\n[steps.image]\nmax_imsize = 256\n")
+        (conf.parent / "work").mkdir(exist_ok=True)
         subprocess.run([*exe, "simulate", "--preset", args.preset, "--out", str(tmp / "storage")], check=True,
                        capture_output=True)
         subprocess.run([*exe, "--config", str(conf), "scan"], check=True, capture_output=True)

@@ -42,6 +42,7 @@ def seed_run(d: Path) -> dict:
 
 def atarchive_run(d: Path) -> dict:
     (d / "atarchive.toml").write_text(CONF)
+    (d / "work").mkdir(exist_ok=True)
     exe = [*ATARCHIVE, "--config", str(d / "atarchive.toml")]
     subprocess.run([*exe, "scan"], check=True, capture_output=True)
     r = subprocess.run([*exe, "run", "--until", "image", "--json"], capture_output=True, text=True)

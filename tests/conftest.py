@@ -138,6 +138,7 @@ def tiny_reference(tmp_path_factory):
     conf.write_text(f'storage_roots = ["{root / "storage"}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
                     '[execution]\nexecutor = "threads"\nworkers = 1\n')
+    (conf.parent / "work").mkdir(exist_ok=True)
     atarchive_ok(conf, "scan")
     run = json.loads(atarchive_ok(conf, "run", "--json", timeout=900))
     return {"storage": root / "storage", "truth": truth, "conf": conf, "db": conf.parent / "cat.db",

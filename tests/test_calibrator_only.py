@@ -24,6 +24,7 @@ def write_conf(root: Path, chanbin: int = 4) -> Path:
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     f"[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = {chanbin}\n"
                     "[steps.image]\nmax_imsize = 256\n[execution]\nmax_attempts = 1\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     return conf
 
 

@@ -30,6 +30,7 @@ def conf(tmp_path):
     p = tmp_path / "atarchive.toml"
     p.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                  "[scan]\nstable_seconds = 0\n")
+    (p.parent / "work").mkdir(exist_ok=True)
     return p
 
 

@@ -58,6 +58,7 @@ def sess(tmp_path_factory):
         f"niter = {NITER}\nrounds = {ROUNDS}\n"
         "[execution]\nretry_backoff_s = 0.5\n"
         f'[sessions."{KEY}"]\nrefant = "{refant}"\nexclude_scans = ["{target_scan}"]\ntargets = []\n')
+    (root / "work").mkdir()
     atarchive_ok(conf, "scan")
     run = json.loads(atarchive_ok(conf, "run", "--json", timeout=900))
     sdir = next((root / "work" / "ptiny").iterdir())

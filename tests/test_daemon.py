@@ -24,6 +24,7 @@ def conf(tmp_path):
     p.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                  "[scan]\nstable_seconds = 1\nsession_idle_seconds = 1\npoll_seconds = 1\n"
                  "[daemon]\nheartbeat_seconds = 0.5\nmin_free_gb = 0\ngrace_seconds = 5\n")
+    (p.parent / "work").mkdir(exist_ok=True)
     return p
 
 
@@ -145,6 +146,7 @@ def test_daemon_waits_for_growing_files_bad_input_fails_alone_new_scan_reopens(t
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 2\nsession_idle_seconds = 1\npoll_seconds = 30\n"
                     "[daemon]\nheartbeat_seconds = 0.5\nmin_free_gb = 0\ngrace_seconds = 5\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     expect_bad = _bad_sessions(projects)
     odd_stem = "uvh5_60647_62965_9760406_3c 286';echo x_0001"
     put_real_nested(tmp_path / "storage", project="p006", session="2024-12-14-00:00:00", stem=odd_stem)

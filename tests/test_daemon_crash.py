@@ -44,6 +44,7 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
                     "[scan]\nstable_seconds = 0\nsession_idle_seconds = 0\npoll_seconds = 1\n"
                     "[steps.compress]\nchanbin = 2\nkeep_averaged = false\n[steps.image]\nmax_imsize = 256\n"
                     "[daemon]\nheartbeat_seconds = 0.5\nmin_free_gb = 0\ngrace_seconds = 5\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     db = tmp_path / "cat.db"
     rng = random.Random(20261125)
     killed_during = []

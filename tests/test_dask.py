@@ -27,6 +27,7 @@ def _conf(path, storage, executor: str, workers: int):
     conf.write_text(f'storage_roots = ["{storage}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
                     f'[execution]\nexecutor = "{executor}"\nworkers = {workers}\n')
+    (conf.parent / "work").mkdir(exist_ok=True)
     return conf
 
 

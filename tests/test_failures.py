@@ -29,6 +29,7 @@ def _conf(tmp_path, extra: str = ""):
     conf = tmp_path / "atarchive.toml"
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n" + extra)
+    (conf.parent / "work").mkdir(exist_ok=True)
     return conf
 
 

@@ -28,6 +28,7 @@ def write_conf(root: Path, storage: Path) -> Path:
     conf.write_text(f'storage_roots = ["{storage}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n"
                     "[steps.image]\nmax_imsize = 256\n[execution]\nretry_backoff_s = 0.5\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     return conf
 
 

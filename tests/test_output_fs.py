@@ -47,6 +47,7 @@ def test_unwritable_work_root_is_a_temporary_error_then_recovers(tmp_path, work_
     conf = tmp_path / "atarchive.toml"
     conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[execution]\nmax_attempts = 4\nretry_backoff_s = 4\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     subprocess.run([*EXE, "--config", str(conf), "scan"], check=True, capture_output=True, stdin=subprocess.DEVNULL)
     if problem == "read-only":
         subprocess.run(["mount", "-o", "remount,ro", str(work_mount)], check=True)

@@ -38,6 +38,7 @@ def write_conf(root: Path, **extra_compress) -> Path:
         "[scan]\nstable_seconds = 0\n"
         "[steps.compress]\n" + "".join(f"{k} = {v}\n" for k, v in comp.items())
         + "[steps.image]\nmax_imsize = 256\n[execution]\nretry_backoff_s = 0.5\n")
+    (root / "work").mkdir(exist_ok=True)
     return conf
 
 

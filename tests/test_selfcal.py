@@ -91,6 +91,7 @@ def archive(tmp_path_factory):
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n"
                     "[steps.image]\nmax_imsize = 512\n[execution]\nmax_attempts = 1\n"
                     "[steps.selfcal]\nrounds = 4\n")  # off by default
+    (conf.parent / "work").mkdir(exist_ok=True)
     cli(conf, "scan")
     run = cli(conf, "run", "--json")
     images = json.loads(cli(conf, "images", "--json").stdout)

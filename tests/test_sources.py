@@ -88,6 +88,7 @@ def field(tmp_path_factory):
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 512\n"
                     '[execution]\nworkers = 1\n[qa]\nreference_catalogue = "reference.csv"\n'
                     "reference_spectral_index = -0.7\n")
+    (conf.parent / "work").mkdir(exist_ok=True)
     atarchive_ok(conf, "scan")
     atarchive_ok(conf, "run", timeout=900)
     rows = json.loads(atarchive_ok(conf, "sources", "--json"))

@@ -32,6 +32,7 @@ def archive(tmp_path_factory):
     conf.write_text(f'storage_roots = ["{root / "storage"}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
                     f'[execution]\nworkers = 1\n[sessions."{DEGRADED}"]\nrefant = "2e"\n')
+    (conf.parent / "work").mkdir(exist_ok=True)
     atarchive_ok(conf, "scan")
     atarchive_ok(conf, "run", timeout=1200)
     return {"root": root, "conf": conf}

@@ -45,12 +45,23 @@ def flagging_rule(scans: list[dict], limit: float, min_seconds: float = 0.0, fai
     return [_finding("flagging", f"{len(bad)} scan(s) flagged ≥ {limit:.0%}: {worst}", fail_on)]
 
 
-def rfi_rule(channels: dict[str, list[tuple[float, float]]], excess: float, fail_on=()) -> list[dict]:
+def rfi_rule(channels: dict[str, list[tuple[float, float]]], excess: float, fail_on=(), *,
+             fullres: dict[str, list[tuple[float, float]]] | None = None) -> list[dict]:
     """RFI: channels flagged more than ``excess`` above the LO's median channel (``channels``: LO →
-    [(frequency Hz, flagged fraction)]), named by frequency range."""
+    [(frequency Hz, flagged fraction)] after calibration and averaging), named by frequency range.
+    ``fullres``: the same at full resolution, as the flagger left them before averaging (one flagged
+    channel among those averaged together vanishes from the averaged data); an LO named there is not
+    named again from the averaged channels."""
     out = []
+    named = set()
+    for lo, chans in sorted((fullres or {}).items()):
+        got = rfi_rule({lo: chans}, excess, fail_on)
+        for f in got:
+            f["reason"] = f["reason"].replace(" flagged up to", " flagged (full resolution) up to")
+        out += got
+        named.update([lo] if got else [])
     for lo, chans in sorted(channels.items()):
-        if not chans:
+        if not chans or lo in named:
             continue
         med = median(f for _, f in chans)
         hot = [(hz, f) for hz, f in chans if f - med > excess]
@@ -144,12 +155,14 @@ def decide(findings: list[dict]) -> str:
 def session_verdict(facts: dict, qa: dict) -> dict:
     """Every rule on a session's facts with the ``[qa]`` limits: {verdict, reasons, findings}.
 
-    facts: fluxes (flux rows), scans ([{label, flagged, seconds}]), channels ({LO: [(Hz, flagged)]}), bandpass_outliers ({group: {ant: why}}),
+    facts: fluxes (flux rows), scans ([{label, flagged, seconds}]), channels and channels_fullres ({LO: [(Hz,
+    flagged)]}), bandpass_outliers ({group: {ant: why}}),
     images ([{field, lo, rms_jy, expected_rms_jy}]), checks (source checks), phase_cal_history."""
     fo = tuple(qa.get("fail_on") or ())
     findings = (flux_cal_rule(facts.get("fluxes", []), qa["flux_cal_tolerance"], fo)
                 + flagging_rule(facts.get("scans", []), qa["max_flagged_fraction"], qa["min_scan_seconds"], fo)
-                + rfi_rule(facts.get("channels", {}), qa["rfi_channel_excess"], fo)
+                + rfi_rule(facts.get("channels", {}), qa["rfi_channel_excess"], fo,
+                           fullres=facts.get("channels_fullres"))
                 + bandpass_rule(facts.get("bandpass_outliers", {}), qa["max_bandpass_outliers"], fo)
                 + image_rms_rule(facts.get("images", []), qa["max_rms_factor"], fo)
                 + reference_rules(facts.get("checks", []), qa["max_offset_beams"], qa["reference_flux_tolerance"], fo)

@@ -65,6 +65,10 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
             if states.get(TINY) in ("done", "failed"):
                 break
             time.sleep(2)
+        # the daemon refreshes the archive's site after a QA page: it lists the session, linking its page
+        index = tmp_path / "work" / "site" / "index.html"
+        while time.time() - t0 < 460 and not (index.exists() and TINY in index.read_text()):
+            time.sleep(1)
     finally:
         d.send_signal(signal.SIGTERM)
         d.wait(timeout=120)
@@ -92,4 +96,6 @@ def test_kill_9_at_five_random_points_then_restart_gives_the_uninterrupted_resul
     assert not list(work.rglob("ms/fullres/*.ms"))
     first = {s["stem"] for s in truth["scans"] if s["first_fluxcal_scan"]}
     assert {p.name.rsplit("_Lo", 1)[0] for p in work.rglob("ms/avg/*.ms")} <= first
+    html = index.read_text()
+    assert TINY in html and "index.html'>QA page" in html, html[:2000]
     assert tree_checksums(storage) == before

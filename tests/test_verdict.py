@@ -150,3 +150,19 @@ def test_rfi_names_the_channels_flagged_far_more_than_the_others():
     assert [f["rule"] for f in got] == ["rfi", "rfi"]
     assert "LoA: 3 channel(s) at 1404.0–1406.0 MHz flagged up to 60% (median channel 25%)" in got[0]["reason"]
     assert "LoB: 1 channel(s) at 1660.0 MHz" in got[1]["reason"]
+
+
+def test_rfi_at_full_resolution_names_a_channel_that_averaging_hides():
+    """One raw channel flagged all session: averaged with three clean ones it is gone from the averaged
+    data (its cell keeps the other three), but the flagger's full-resolution record still shows it; an LO
+    named at full resolution is not named twice."""
+    averaged = {"B": [(1.65e9 + i * 2e6, 0.03) for i in range(8)]}
+    assert V.rfi_rule(averaged, 0.15) == []
+    fullres = {"B": [(1.65e9 + i * 0.5e6, 0.03) for i in range(32)]}
+    fullres["B"][20] = (1.66e9, 1.0)
+    got = V.rfi_rule(averaged, 0.15, fullres=fullres)
+    assert [f["reason"] for f in got] == ["RFI in LoB: 1 channel(s) at 1660.0 MHz flagged (full resolution) up to "
+                                          "100% (median channel 3%)"]
+    averaged["B"][5] = (1.66e9, 0.5)  # the same RFI, partly seen after averaging too: named once
+    assert len(V.rfi_rule(averaged, 0.15, fullres=fullres)) == 1
+    assert len(V.rfi_rule(averaged, 0.15, fullres={"B": []})) == 1  # no full-resolution record: the averaged one

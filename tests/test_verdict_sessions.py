@@ -28,10 +28,10 @@ def archive(tmp_path_factory):
     for name in ("tiny", "degraded"):
         simulate(preset(name), root / "storage")
     conf = root / "atarchive.toml"
-    # degraded's automatic reference antenna is its dead antenna on today's main (calibrate then fails)
+    # no reference antenna set: the automatic choice must pass over degraded's dead antenna
     conf.write_text(f'storage_roots = ["{root / "storage"}"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                     "[scan]\nstable_seconds = 0\n[steps.compress]\nchanbin = 2\n[steps.image]\nmax_imsize = 256\n"
-                    f'[execution]\nworkers = 1\n[sessions."{DEGRADED}"]\nrefant = "2e"\n')
+                    "[execution]\nworkers = 1\n")
     (conf.parent / "work").mkdir(exist_ok=True)
     atarchive_ok(conf, "scan")
     atarchive_ok(conf, "run", timeout=1200)
@@ -56,6 +56,9 @@ def test_clean_session_passes_and_degraded_warns_naming_antenna_and_rfi(archive)
     f0, f1 = next(r["freq_hz"]["A"] for r in truth["rfi"] if r["lo"] == "A")
     named = [float(x) for x in reasons.split("RFI in LoA")[1].split("MHz")[0].split(" at ")[1].split("–")]
     assert all(f0 / 1e6 - 1.0 <= x <= f1 / 1e6 + 1.0 for x in named), (named, f0, f1)
+    # LO B's one raw channel, RFI all session: flagged at full resolution, hidden by averaging; named exactly
+    (fb,) = {r["freq_hz"]["B"][0] for r in truth["rfi"] if r["lo"] == "B"}
+    assert f"RFI in LoB: 1 channel(s) at {fb / 1e6:.1f} MHz flagged (full resolution)" in reasons, reasons
     # filterable
     assert list(_status(archive["conf"], "--verdict", "warn")) == [DEGRADED]
     assert list(_status(archive["conf"], "--verdict", "pass")) == [TINY]

@@ -10,21 +10,41 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PermanentStepError
-from ._casa import casa, column, nrows, table
+from ._casa import casa, chan_freqs, column, nrows, table
 
 
 def flagged_fraction(ms: str) -> float:
+    return flag_summary(ms)[0]
+
+
+def flag_summary(ms: str, step: int = 50000) -> tuple[float, list[dict]]:
+    """Flagged fraction of the whole MS and of every channel of every spectral window
+    (``[{"freq0_hz", "dfreq_hz", "flagged": [fraction per channel]}]``, over rows and polarisations).
+    Taken at full resolution, where the flagger works: averaging hides a flagged channel."""
+    freqs = [np.asarray(f, dtype=float).ravel() for f in chan_freqs(ms)]
+    dd_spw = column(ms + "/DATA_DESCRIPTION", "SPECTRAL_WINDOW_ID")
+    counts = {i: [np.zeros(len(f)), 0] for i, f in enumerate(freqs)}
     tb = table(ms)
     try:
         n, f = 0, 0
-        step = 50000
+        ddid = tb.getcol("DATA_DESC_ID")
         for start in range(0, tb.nrows(), step):
-            fl = tb.getcol("FLAG", startrow=start, nrow=min(step, tb.nrows() - start))
+            nr = min(step, tb.nrows() - start)
+            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
             n += fl.size
             f += int(fl.sum())
+            dd = ddid[start:start + nr]
+            for d in np.unique(dd):
+                c = counts[int(dd_spw[int(d)])]
+                sel = fl[:, :, dd == d]
+                c[0] = c[0] + sel.sum(axis=(0, 2))
+                c[1] += sel.shape[0] * sel.shape[2]
     finally:
         tb.close()
-    return f / n if n else 1.0
+    chans = [{"freq0_hz": float(freqs[i][0]), "dfreq_hz": float(freqs[i][1] - freqs[i][0]) if len(freqs[i]) > 1
+              else 0.0, "flagged": [round(float(x) / tot, 3) for x in cnt]}
+             for i, (cnt, tot) in sorted(counts.items()) if tot]
+    return (f / n if n else 1.0), chans
 
 
 def _aoflag(ms: str) -> None:
@@ -76,7 +96,7 @@ def compress(in_ms: str, out_ms: str, *, timebin_s: float, chanbin: int, flagger
     if used.startswith("tfcrop"):
         tasks.flagdata(vis=in_ms, mode="tfcrop", datacolumn="data", action="apply", flagbackup=False,
                        **(tfcrop or {}))
-    after = flagged_fraction(in_ms)
+    after, channels = flag_summary(in_ms)
     if after >= 0.999:
         raise PermanentStepError(f"all data flagged in {in_ms}")
     kw = {}
@@ -87,4 +107,5 @@ def compress(in_ms: str, out_ms: str, *, timebin_s: float, chanbin: int, flagger
     tasks.mstransform(vis=in_ms, outputvis=out_ms, datacolumn="data", keepflags=True, **kw)
     nchan = [int(x) for x in column(out_ms + "/SPECTRAL_WINDOW", "NUM_CHAN")]
     return {"flagger": used, "flagged_fraction_before": before, "flagged_fraction_after": after,
-            "nrows": nrows(out_ms), "nchan": nchan, "timebin_s": timebin_s, "chanbin": chanbin}
+            "nrows": nrows(out_ms), "nchan": nchan, "timebin_s": timebin_s, "chanbin": chanbin,
+            "channel_flags": channels}

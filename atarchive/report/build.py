@@ -116,6 +116,7 @@ def render_report(data: dict, *, outdir: Path, final_dir: Path, notes: list[str]
     if data.get("qa"):
         facts = verdict_facts(data, scans, flag_by_scan, outliers_all, len(names))
         facts["channels"] = _channels_by_lo(arrays.get("chan_flags"), data["los"])
+        facts["channels_fullres"] = _channels_by_lo(fullres_channel_flags(data["runs"]), data["los"])
         verdict = session_verdict(facts, data["qa"])
     html = page.render(data, figures, notes=notes, outliers=outliers_all, final_dir=final_dir,
                        created=time.time(), verdict=verdict)
@@ -150,6 +151,24 @@ def verdict_facts(data: dict, scans: list[dict], flag_by_scan: dict[int, float],
     return {"fluxes": data["fluxes"], "scans": scan_rows,
             "bandpass_outliers": outliers, "images": images, "checks": data.get("source_checks") or [],
             "phase_cal_history": data.get("phase_cal_history") or {}}
+
+
+def fullres_channel_flags(runs: list[dict]) -> np.ndarray:
+    """[frequency, flagged fraction] of every full-resolution channel, from the flags each compress run
+    counted before averaging (weighted by the unit's rows), so one flagged channel of several averaged
+    together is still seen."""
+    acc: dict[float, list[float]] = {}
+    for r in runs:
+        if r["step"] != "compress" or r["status"] != "done" or not r.get("result"):
+            continue
+        res = json.loads(r["result"]) if isinstance(r["result"], str) else r["result"]
+        weight = float(res.get("nrows") or 1)
+        for spw in res.get("channel_flags") or []:
+            for i, frac in enumerate(spw["flagged"]):
+                a = acc.setdefault(round(spw["freq0_hz"] + i * spw["dfreq_hz"]), [0.0, 0.0])
+                a[0] += frac * weight
+                a[1] += weight
+    return np.array([[f, a[0] / a[1]] for f, a in sorted(acc.items()) if a[1]], dtype=float).reshape(-1, 2)
 
 
 def _channels_by_lo(chan_flags, los: list[dict]) -> dict[str, list[tuple[float, float]]]:

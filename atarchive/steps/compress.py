@@ -47,7 +47,8 @@ class Compress(Step):
         })
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
-        return StepResult([Product("ms_averaged", ctx.unit.spec.outputs[0], res)], res)
+        meta = {k: v for k, v in res.items() if k != "channel_flags"}  # per-channel flags: in the run's result only
+        return StepResult([Product("ms_averaged", ctx.unit.spec.outputs[0], meta)], res)
 
     def after_success(self, ctx: RunContext, result: StepResult) -> None:
         if not ctx.view.cfg.steps.compress.keep_fullres:

@@ -56,8 +56,11 @@ COMPONENTS = [  # offsets (arcsec) over the inner primary beam (FWHM ~2.4 deg at
 
 
 def field_spec(project: str, phase_noise_deg: float, *, faint: bool) -> dict:
-    """A session of 10 antennas, one LO of 32 x 0.5 MHz: 3C286, a phase calibrator, and a target of a
-    1.2 Jy source with six more components; optionally a 1 mJy target too faint for self-calibration."""
+    """A session of 20 antennas (the real ATA sample has 28), one LO of 32 x 0.5 MHz: 3C286, a phase
+    calibrator, and a target of a 1.2 Jy source with six more components; optionally a 1 mJy target too
+    faint for self-calibration. (With 10 antennas and these 400 s on target, clean cannot deconvolve the
+    seven bright sources from the snapshot PSF even without phase noise: measured 0.74-0.91 of the true
+    fluxes on the 1GC image of a quiet field; the dirty image's main source 1.016.)"""
     sources = [
         {"name": "3C286", "calibrator": "3C286"},
         {"name": "J1419+3821", "ra": 214.944, "dec": 38.362, "flux_jy": 1.8, "spectral_index": -0.4},
@@ -72,7 +75,7 @@ def field_spec(project: str, phase_noise_deg: float, *, faint: bool) -> dict:
         sources.append({"name": "faint field", "ra": "14h30m00s", "dec": "+36d00m00s", "flux_jy": 0.001,
                         "spectral_index": -0.7})
         scans[-1:-1] = [{"source": "faint field", "duration_s": 60}]
-    return {"project": project, "start": "2025-05-20T09:00:00Z", "n_antennas": 10, "integration_s": 10.0,
+    return {"project": project, "start": "2025-05-20T09:00:00Z", "n_antennas": 20, "integration_s": 10.0,
             "noise_jy": 0.02, "seed": 29,
             "los": [{"name": "A", "start_freq_hz": 1.45e9, "subbands": 2, "channels_per_subband": 16}],
             "sources": sources, "scans": scans,
@@ -166,8 +169,6 @@ def test_selfcal_raises_the_dynamic_range_at_least_threefold(archive):
 
 
 @pytest.mark.casa
-@pytest.mark.xfail(strict=True, reason="issue 16, open: the component 0.64° north never enters the breizorro "
-                                       "mask (measured 0.027 of 0.39 Jy) and fluxes after self-cal are 13-33 % low")
 def test_every_component_above_10_sigma_within_5_percent_and_a_fifth_of_a_beam(archive):
     """The issue's bar on the primary-beam corrected image: every component above 10σ within 5 % of its
     true flux and 0.2 beam of its position."""

@@ -129,6 +129,7 @@ def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | Non
     proc = SPARES.take() if casa_tools and env is None else None
     if proc is not None and not _hand_over(proc, spec_path, workdir):
         proc = None
+    warm = proc is not None
     if proc is None:
         first_log = open(items[0]["log"], "a")
         try:
@@ -164,7 +165,10 @@ def run_batch_in_child(calls: list[dict], *, workdir: Path, timeout: float | Non
                     res = json.load(fh)
             except (OSError, ValueError):
                 res = None
-            outs.append(_outcome(it, res, rc, killed))
+            out = _outcome(it, res, rc, killed)
+            if warm and isinstance(out, dict):
+                out = {**out, "_warm_child": True}  # ran in a spare that had CASA loaded already
+            outs.append(out)
         return outs
     finally:
         for p in [spec_path] + [it["result"] for it in items]:

@@ -37,7 +37,7 @@ class DaskExecutor:
     name = "dask"
     remote = True
 
-    def __init__(self, workers: int, address: str = ""):
+    def __init__(self, workers: int, address: str = "", spares: int = 1):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
@@ -53,6 +53,10 @@ class DaskExecutor:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                          dashboard_address=None, silence_logs=logging.ERROR)
             self.client = Client(self._cluster)
+        if spares > 0:
+            from .warm import WarmCasa
+
+            self.client.register_plugin(WarmCasa(spares))
         self._pending: dict[Future, Any] = {}
 
     def submit(self, fn: Callable, *args: Any) -> Future:
@@ -92,5 +96,5 @@ class DaskExecutor:
 def make_executor(cfg: Config):
     ex = cfg.execution
     if ex.executor == "dask":
-        return DaskExecutor(ex.n_workers(), ex.dask_scheduler)
+        return DaskExecutor(ex.n_workers(), ex.dask_scheduler, spares=1 if ex.n_spares() else 0)
     return ThreadExecutor(ex.n_workers())

@@ -26,8 +26,9 @@ def main() -> int:
     return 0 if run(args.preset, args.workers, args.executor)["run_rc"] == 0 else 1
 
 
-def run(preset: str, workers: int = 0, executor: str = "threads") -> dict:
-    """Simulate ``preset``, scan and run it; returns (and saves) the timings."""
+def run(preset: str, workers: int = 0, executor: str = "threads", scheduler: str = "") -> dict:
+    """Simulate ``preset``, scan and run it; returns (and saves) the timings. ``scheduler``: a dask
+    scheduler's address (its workers run the units) instead of a LocalCluster."""
     from types import SimpleNamespace
 
     args = SimpleNamespace(preset=preset, workers=workers, executor=executor)
@@ -37,7 +38,8 @@ def run(preset: str, workers: int = 0, executor: str = "threads") -> dict:
         conf = tmp / "atarchive.toml"
         conf.write_text('storage_roots = ["storage"]\nwork_root = "work"\ncatalogue = "cat.db"\n'
                         f"[scan]\nstable_seconds = 0\n[execution]\nworkers = {args.workers}\nexecutor = \"{args.executor}\"\n"
-                        "[steps.image]\nmax_imsize = 256\n")
+                        + (f'dask_scheduler = "{scheduler}"\n' if scheduler else "")
+                        + "[steps.image]\nmax_imsize = 256\n")
         (conf.parent / "work").mkdir(exist_ok=True)
         t0 = time.perf_counter()
         subprocess.run([*exe, "simulate", "--preset", args.preset, "--out", str(tmp / "storage")], check=True,
@@ -59,7 +61,8 @@ def run(preset: str, workers: int = 0, executor: str = "threads") -> dict:
         data = {"preset": args.preset, "executor": args.executor, "workers": args.workers,
                 "simulate_s": round(t_sim, 1), "scan_s": round(t_scan, 2),
                 "run_s": round(t_run, 1), "steps": steps, "failed_units": failed, "run_rc": r.returncode}
-        save(f"e2e_{args.preset}" + ("" if args.executor == "threads" else f"_{args.executor}{args.workers}"), data)
+        save(f"e2e_{args.preset}" + ("" if args.executor == "threads" else f"_{args.executor}{args.workers}")
+             + ("_scheduler" if scheduler else ""), data)
         print(line(f"e2e {args.preset}: simulate", f"{t_sim:.1f}", "s", "-", True))
         print(line(f"e2e {args.preset}: run (copy → image)", f"{t_run:.1f}", "s", "-", r.returncode == 0))
         for k, v in steps.items():

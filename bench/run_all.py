@@ -21,6 +21,7 @@ BENCHES = [
     ["seed_serial.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "medium"],
     ["dask_scale.py"],
+    ["dask_scale.py", "--real"],
     ["daemon_latency.py"],
     ["daemon_idle.py"],
 ]

@@ -124,6 +124,7 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     truth = json.loads(simulate(preset("tiny"), tmp_path / "storage").truth_path.read_text())
     conf = tmp_path / "atarchive.toml"
     shutil.copy(FIXTURE / "atarchive.toml", conf)
+    (tmp_path / "work").mkdir()
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
     order = ["copy", "compress", "concat", "fix", "calibrate", "image", "sources", "report"]  # selfcal: off

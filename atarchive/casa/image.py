@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
 
 from ..errors import PermanentStepError
 from .calibrate import spw_freqs, spws_for_lo
@@ -76,6 +78,9 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     from ._casa import casa
 
     ct, t = casa()
+    if params.get("imager", "tclean") == "wsclean":
+        return wsclean_field(ct, t, vis, spw=spw, imagename=imagename, cell_arcsec=cell_arcsec, imsize=imsize,
+                             kind=kind, params=params, mask_fits=mask_fits, nsigma=nsigma)
     if kind == "target" and mask_fits:
         # self-calibrated data: one clean inside the final self-calibration mask to a few sigma
         mask = imagename + "_selfcal.mask"
@@ -124,6 +129,118 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
         mask_method = "circle around the peak"
     return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method, kind)
+
+
+# -- WSClean ----------------------------------------------------------------------------------------
+WSCLEAN_MISSING = "imager wsclean selected but the wsclean program is not installed (apt-get install wsclean)"
+# Depths in sigma of wsclean's robust noise estimate (re-estimated every major cycle, as tclean's nsigma):
+# to 5 sigma everywhere, then to 1 sigma inside the mask wsclean builds from the components it found (its
+# -auto-mask: auto-multithresh's role). A sparse array's first noise estimate is the source's sidelobes
+# (tiny: 1.8 Jy beside a 14 Jy calibrator), so 5 sigma alone stops after a handful of components
+# (DR 13); an unmasked deeper clean diverges on those sidelobes. Measured on tiny: 5 then 1 sigma gives
+# calibrators DR ~2400.
+WSCLEAN_MASK_SIGMA = 5.0
+WSCLEAN_SIGMA = 1.0
+# wsclean images this many times the image size and the products are its central part: a bright source
+# just outside the primary beam (tiny: the 2 Jy phase calibrator 1 deg from the target) is then inside
+# the deconvolved field instead of aliased onto the image edge (tiny's target: -4 % at 1x, within 1 % at 2x).
+WSCLEAN_OVERSIZE = 2
+
+
+def wsclean_program() -> str:
+    """The wsclean executable on PATH, or a PermanentStepError saying how to install it."""
+    path = shutil.which("wsclean")
+    if not path:
+        raise PermanentStepError(WSCLEAN_MISSING)
+    return path
+
+
+def wsclean_args(*, program: str, vis: str, name: str, field: str, spws: list[int], cell_arcsec: float, imsize: int,
+                 kind: str, params: dict, data_column: str, temp_dir: str, mask_fits: str | None = None,
+                 nsigma: float = 3.0, update_model: bool = False) -> list[str]:
+    """wsclean's argument list (run without a shell: field names never reach one; the field is an id).
+    Stokes I from linear XX/YY feeds is wsclean's (XX+YY)/2, as tclean's. One MFS image over the LO's
+    spectral windows (no -channels-out: tclean's mfs, nterms 1)."""
+    weighting = params["weighting"]
+    weight = ["briggs", f"{float(params['robust']):g}"] if weighting == "briggs" else [weighting]
+    size = str(imsize * WSCLEAN_OVERSIZE)
+    args = [program, "-name", name, "-size", size, size, "-scale", f"{cell_arcsec:g}asec",
+            "-weight", *weight, "-pol", "I", "-data-column", data_column, "-field", field,
+            "-niter", str(int(params["niter"])), "-mgain", "0.8", "-reorder", "-temp-dir", temp_dir]
+    if spws:
+        args += ["-spws", ",".join(str(int(s)) for s in spws)]
+    if mask_fits:
+        args += ["-fits-mask", mask_fits, "-auto-threshold", f"{nsigma:g}"]
+    else:
+        args += ["-auto-mask", f"{WSCLEAN_MASK_SIGMA:g}", "-auto-threshold", f"{WSCLEAN_SIGMA:g}"]
+    if not update_model:
+        args.append("-no-update-model-required")
+    return [*args, vis]
+
+
+def wsclean_method(kind: str, mask_fits: str | None, nsigma: float) -> str:
+    if mask_fits:
+        return f"final self-calibration mask (wsclean to {nsigma:g} sigma)"
+    return f"wsclean auto-mask {WSCLEAN_MASK_SIGMA:g} sigma, then {WSCLEAN_SIGMA:g} sigma inside it"
+
+
+def _ms_field_and_column(ct, vis: str) -> tuple[str, str]:
+    """wsclean's -field (the only field of a split MS, else all of them) and the calibrated data column."""
+    tb = ct.table()
+    tb.open(vis)
+    try:
+        column = "CORRECTED_DATA" if "CORRECTED_DATA" in tb.colnames() else "DATA"
+    finally:
+        tb.close()
+    tb.open(os.path.join(vis, "FIELD"))
+    try:
+        nfield = tb.nrows()
+    finally:
+        tb.close()
+    return ("0" if nfield == 1 else "all"), column
+
+
+def run_wsclean(ct, t, vis: str, *, base: str, spws: list[int], cell_arcsec: float, imsize: int, kind: str,
+                params: dict, mask_fits: str | None = None, nsigma: float = 3.0, update_model: bool = False) -> str:
+    """Run wsclean on ``vis`` and import its restored, residual and model FITS as the CASA images
+    ``base``.image/.residual/.model (what the measurement and the exports read). Returns ``base``."""
+    program = wsclean_program()
+    field, column = _ms_field_and_column(ct, vis)
+    prefix = base + "_wsclean"
+    temp = prefix + ".tmp"
+    os.makedirs(temp, exist_ok=True)
+    args = wsclean_args(program=program, vis=vis, name=prefix, field=field, spws=spws, cell_arcsec=cell_arcsec,
+                        imsize=imsize, kind=kind, params=params, data_column=column, temp_dir=temp,
+                        mask_fits=mask_fits, nsigma=nsigma, update_model=update_model)
+    with open(prefix + ".log", "w") as log:
+        p = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    shutil.rmtree(temp, ignore_errors=True)
+    if p.returncode != 0 or not os.path.isfile(prefix + "-image.fits"):
+        with open(prefix + ".log") as f:
+            tail = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-1:] or ["no output"]
+        raise RuntimeError(f"wsclean exited {p.returncode} on {os.path.basename(vis)}: {tail[0]}")
+    lo = imsize * (WSCLEAN_OVERSIZE - 1) // 2
+    box = f"{lo},{lo},{lo + imsize - 1},{lo + imsize - 1}"  # the central imsize x imsize pixels
+    for ext in ("image", "residual", "model"):
+        full = f"{prefix}-{ext}.image"
+        t.importfits(fitsimage=f"{prefix}-{ext}.fits", imagename=full, overwrite=True)
+        t.imsubimage(imagename=full, outfile=f"{base}.{ext}", box=box, overwrite=True)
+        shutil.rmtree(full, ignore_errors=True)
+    for ext in ("image", "residual", "model", "psf", "dirty"):
+        if os.path.exists(f"{prefix}-{ext}.fits"):
+            os.remove(f"{prefix}-{ext}.fits")
+    return base
+
+
+def wsclean_field(ct, t, vis: str, *, spw: str, imagename: str, cell_arcsec: float, imsize: int, kind: str,
+                  params: dict, mask_fits: str | None = None, nsigma: float = 3.0) -> dict:
+    """The image step with wsclean: one run (its auto-threshold re-estimates the noise every major cycle,
+    as tclean's nsigma), then the same measurement and FITS products as with tclean."""
+    spws = [int(s) for s in spw.split(",") if s != ""]
+    final = run_wsclean(ct, t, vis, base=imagename + "_ws", spws=spws, cell_arcsec=cell_arcsec, imsize=imsize,
+                        kind=kind, params=params, mask_fits=mask_fits, nsigma=nsigma)
+    return _measure(ct, t, imagename, final, cell_arcsec, robust_rms(t, final + ".residual"), 1,
+                    wsclean_method(kind, mask_fits, nsigma), kind)
 
 
 def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, rounds: int, mask_method: str,

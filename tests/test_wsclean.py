@@ -180,6 +180,32 @@ def test_switching_the_imager_reruns_image_and_what_follows_only(ws):
     assert steps["sources"]["status"] == "out of date" and steps["report"]["status"] == "out of date"
 
 
+@pytest.mark.casa
+def test_wsclean_model_visibilities_reach_model_data_for_self_calibration(ws, tmp_path):
+    """What self-calibration solves against: wsclean (-update-model-required) fills MODEL_DATA of the
+    target's data with its clean model: Stokes I of the visibilities as bright as the model image's
+    components (one MFS model: the same in both LOs), which hold most of the target's flux density."""
+    from atarchive.execution.children import run_in_child
+
+    sdir = next((ws["root"] / "work" / "ptiny").iterdir())
+    (split,) = (sdir / "cal" / "split").glob("target_1*_1GC.ms")
+    img = next(r for r in _images(ws) if r["field"] == "target_1" and r["kind"] == "1gc")
+    from astropy.io import fits
+
+    hdr = fits.getheader(img["path"])
+    res = run_in_child("tests.casa_probe:wsclean_model_column",
+                       {"ms": str(split), "work": str(tmp_path), "imsize": int(hdr["NAXIS1"]),
+                        "cell_arcsec": abs(hdr["CDELT2"]) * 3600}, workdir=tmp_path / "child",
+                       log_path=tmp_path / "child.log",
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert "MODEL_DATA" in res["columns"]
+    src = ws["truth"]["sources"]["target_1"]
+    assert res["model_sum_jy"] > 0.7 * src["flux_jy"], res  # cleaned to model_nsigma (3): most of the flux
+    for spw, got in res["spw_mean_jy"].items():
+        # |V| of components a pixel or two apart: a little below their sum (measured 2-3 % on tiny)
+        assert got == pytest.approx(res["model_sum_jy"], rel=0.05), (spw, res)
+
+
 def _path_without_wsclean(tmp: Path) -> str:
     """A PATH holding every program of this one but wsclean (symbolic links)."""
     bin_dir = tmp / "bin"

@@ -89,6 +89,7 @@ def main() -> int:
                              check=True, capture_output=True, text=True)
         truth = json.loads(Path(json.loads(sim.stdout)["truth"]).read_text())
         conf.write_text(conf_text("tclean", args.workers))
+        (tmp / "work").mkdir(exist_ok=True)  # atarchive never creates its work root
         subprocess.run([*EXE, "--config", str(conf), "scan"], check=True, capture_output=True)
         passes = []
         for imager in ("tclean", "wsclean") * max(1, args.passes):

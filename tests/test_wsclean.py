@@ -113,6 +113,7 @@ def ws(tmp_path_factory):
     truth = json.loads(simulate(preset("tiny"), root / "storage").truth_path.read_text())
     conf = root / "atarchive.toml"
     conf.write_text(_conf_text(root / "storage", "wsclean"))
+    (root / "work").mkdir()  # atarchive never creates its work root
     cli_run(conf, "scan")
     run = cli_run(conf, "run", check=None)
     return {"root": root, "conf": conf, "truth": truth, "run": run, "storage": root / "storage"}

@@ -9,7 +9,7 @@ BREIZORRO := $(VENV)/tools/breizorro/bin/breizorro
 DEMO ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test demo bench clean doctor chromium
+.PHONY: venv test demo bench clean doctor chromium wsclean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "atarchive needs Python 3.11 (casatools 6.7.0.31 wheels)")'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium wsclean
 	$(BIN)/python -m pytest -q
 
 # The report test loads the QA page in headless Chromium: Debian's package, installed if missing.
@@ -30,11 +30,17 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "warning: could not install chromium; the report browser test will fail"; }
 
+# The WSClean imager (steps.image.imager = "wsclean"): Debian's package, installed if missing.
+wsclean:
+	@command -v wsclean >/dev/null 2>&1 || { echo "installing Debian wsclean (imager)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wsclean >/dev/null) \
+	  || echo "warning: could not install wsclean; imager = \"wsclean\" and its tests will fail"; }
+
 doctor: $(STAMP)
 	$(BIN)/atarchive doctor
 
 # The demo: simulate a session in the real ATA layout, index it, run the chain, print status.
-demo: $(STAMP)
+demo: $(STAMP) wsclean
 	rm -rf $(DEMO)
 	$(BIN)/atarchive simulate --preset demo --out $(DEMO)/storage
 	mkdir -p $(DEMO)/work

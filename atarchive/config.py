@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -20,6 +20,9 @@ ENV_VAR = "ATARCHIVE_CONFIG"
 # CASA-bound strings, checked when the config is read (not when CASA rejects them mid-run)
 _SOLINT = re.compile(r"^(int|inf|\d+(\.\d+)?(s|min|h)?)$")
 _WEIGHTINGS = {"natural", "uniform", "briggs", "briggsabs", "briggsbwtaper", "superuniform", "radial"}
+_WSCLEAN_WEIGHTINGS = {"natural", "uniform", "briggs"}
+IMAGERS = ("tclean", "wsclean")
+DEFAULT_IMAGER = "tclean"
 _ANTENNA = re.compile(r"^[A-Za-z0-9]+$")
 _NOT_IN_NAMES = re.compile(r"[,\x00-\x1f\x7f]")
 
@@ -92,6 +95,9 @@ class ImageConfig(_Strict):
     robust: float = 0.0
     rounds: int = Field(6, ge=1, description="at most this many clean rounds after the dirty image, each to 5 x rms")
     niter: int = Field(5000, ge=0)
+    imager: Literal["tclean", "wsclean"] = Field(DEFAULT_IMAGER, description=(
+        "tclean (CASA) or wsclean (Debian's wsclean 3.1 program; `make test`/`make demo` install it); the "
+        "image step's fitting, FITS products and catalogue rows are the same with both"))
 
     @field_validator("weighting")
     @classmethod
@@ -99,6 +105,22 @@ class ImageConfig(_Strict):
         if v not in _WEIGHTINGS:
             raise ValueError(f"{v!r} is not a tclean weighting: {', '.join(sorted(_WEIGHTINGS))}")
         return v
+
+    @model_validator(mode="after")
+    def _wsclean_weighting(self):
+        if self.imager == "wsclean" and self.weighting not in _WSCLEAN_WEIGHTINGS:
+            raise ValueError(f"weighting {self.weighting!r} is not a wsclean weighting: "
+                             f"{', '.join(sorted(_WSCLEAN_WEIGHTINGS))}")
+        return self
+
+    def fingerprinted(self) -> dict:
+        """The settings as fingerprinted: ``imager`` only when it is not the default, so archives imaged
+        before the choice existed keep their fingerprints (nothing re-runs) and choosing wsclean re-runs
+        the images and what follows them."""
+        d = self.model_dump()
+        if d["imager"] == DEFAULT_IMAGER:
+            del d["imager"]
+        return d
 
 
 class SelfcalConfig(_Strict):

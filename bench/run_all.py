@@ -20,6 +20,7 @@ BENCHES = [
     ["overhead.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "demo"],
     ["seed_serial.py", "--preset", "medium"],
+    ["imager.py", "--preset", "medium", "--passes", "1"],  # issue 15: tclean vs wsclean, same session
     ["dask_scale.py"],
     ["dask_scale.py", "--real"],
     ["daemon_latency.py"],

@@ -259,3 +259,32 @@ def ms_times_by_scan(ms: str) -> dict:
     names = list(table(os.path.join(ms, "FIELD")).getcol("NAME"))
     return {"by_scan": {str(int(s)): {"times": np.unique(times[scans == s]).tolist(),
                           "fields": sorted({names[f] for f in fields[scans == s]})} for s in np.unique(scans)}}
+
+
+def wsclean_model_column(ms: str, work: str, imsize: int, cell_arcsec: float) -> dict:
+    """Self-calibration's model step with wsclean on a copy of ``ms``: ``masked_clean`` with
+    ``savemodel``; the MODEL_DATA it leaves (mean Stokes I of unflagged data, per spectral window)."""
+    import shutil
+
+    from atarchive.casa._casa import casa, table
+    from atarchive.casa.image import masked_clean
+
+    _, t = casa()
+    vis = os.path.join(work, "copy.ms")
+    shutil.copytree(ms, vis)
+    params = {"imager": "wsclean", "weighting": "briggs", "robust": 0.0, "niter": 5000}
+    masked_clean(t, os.path.join(work, "m"), vis=vis, cell_arcsec=cell_arcsec, imsize=imsize, params=params,
+                 mask=None, nsigma=3.0, savemodel=True)
+    model_sum = float(t.imstat(imagename=os.path.join(work, "m.model"))["sum"][0])
+    tb = table(vis)
+    try:
+        cols = tb.colnames()
+        if "MODEL_DATA" not in cols:
+            return {"columns": cols}
+        model, flag, ddid = tb.getcol("MODEL_DATA"), tb.getcol("FLAG"), tb.getcol("DATA_DESC_ID")
+    finally:
+        tb.close()
+    stokes_i = 0.5 * (model[0] + model[-1])  # XX, YY
+    ok = ~(flag[0] | flag[-1])
+    return {"columns": cols, "model_sum_jy": model_sum, "spw_mean_jy": {int(d): float(np.abs(stokes_i[:, ddid == d][ok[:, ddid == d]]).mean())
+                                             for d in np.unique(ddid)}}

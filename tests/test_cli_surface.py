@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ def test_doctor_json_reports_versions_and_casa_offline(tmp_path):
     for pkg in ("casatools", "casatasks", "casadata", "pyuvdata", "astropy"):
         assert rep[pkg] == metadata.version(pkg), pkg
     assert rep["python"] == sys.version.split()[0]
+    # the WSClean imager: `make test` installs Debian's wsclean; its path and version
+    assert rep["wsclean"].startswith(shutil.which("wsclean")) and "3.1" in rep["wsclean"], rep["wsclean"]
     assert rep["casa_ok"] is True and "fix" not in rep and Path(rep["casa_data"]).is_dir()
     # the site config written under the cache dir it was given; CASA made nothing in the home dir
     assert Path(rep["site_config"]).is_relative_to(tmp_path / "cache") and Path(rep["site_config"]).is_file()

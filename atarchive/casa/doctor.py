@@ -22,6 +22,22 @@ def probe() -> dict:
             "casadata_path": casadata.datapath}
 
 
+def wsclean_version() -> str | None:
+    """"<path> <version>" of the wsclean program on PATH (its --version banner), or None."""
+    import shutil
+    import subprocess
+
+    path = shutil.which("wsclean")
+    if not path:
+        return None
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{path} (does not run: {err})"
+    line = next((ln.strip() for ln in out.splitlines() if ln.strip().startswith("WSClean version")), "version unknown")
+    return f"{path} ({line.removeprefix('WSClean version ').strip()})"
+
+
 def doctor() -> dict:
     from ..execution.children import run_in_child
     from .site import write_site_config
@@ -32,6 +48,7 @@ def doctor() -> dict:
     from .selfcal import breizorro_path
 
     rep["breizorro"] = breizorro_path() or "absent (self-calibration masks fall back to auto-multithresh; `make venv`)"
+    rep["wsclean"] = wsclean_version() or "absent (steps.image.imager = \"wsclean\" needs it: apt-get install wsclean)"
     rep["site_config"] = str(write_site_config())
     with tempfile.TemporaryDirectory() as tmp:
         try:

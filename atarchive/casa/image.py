@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
+import time
 
 from ..errors import PermanentStepError
 from .calibrate import spw_freqs, spws_for_lo
@@ -76,6 +79,10 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     from ._casa import casa
 
     ct, t = casa()
+    t0 = time.perf_counter()  # imaging_s in the result: the imager's time alone (the bench compares them)
+    if params.get("imager", "tclean") == "wsclean":
+        return wsclean_field(ct, t, vis, spw=spw, imagename=imagename, cell_arcsec=cell_arcsec, imsize=imsize,
+                             kind=kind, params=params, mask_fits=mask_fits, nsigma=nsigma, started=t0)
     if kind == "target" and mask_fits:
         # self-calibrated data: one clean inside the final self-calibration mask to a few sigma
         mask = imagename + "_selfcal.mask"
@@ -84,7 +91,7 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
         masked_clean(t, final, vis=vis, spw=spw, cell_arcsec=cell_arcsec, imsize=imsize, params=params, mask=mask,
                      nsigma=nsigma)
         return _measure(ct, t, imagename, final, cell_arcsec, robust_rms(t, final + ".residual"), 1,
-                        "final self-calibration mask", kind)
+                        "final self-calibration mask", kind, started=t0)
     common = dict(vis=vis, field="" if field_id is None else str(field_id), spw=spw, specmode="mfs",
                   deconvolver="hogbom", gridder="standard", imsize=[imsize, imsize], cell=f"{cell_arcsec}arcsec",
                   weighting=params["weighting"], robust=params["robust"], stokes="I",
@@ -123,13 +130,154 @@ def image_field(vis: str, *, field_id: int | None, spw: str, imagename: str, cel
     else:
         final, rounds, rms = _clean_in_circle(t, imagename, dirty, cell_arcsec, common, niter, max_rounds, rms)
         mask_method = "circle around the peak"
-    return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method, kind)
+    return _measure(ct, t, imagename, final, cell_arcsec, rms, rounds, mask_method, kind, started=t0)
+
+
+# -- WSClean ----------------------------------------------------------------------------------------
+WSCLEAN_MISSING = "imager wsclean selected but the wsclean program is not installed (apt-get install wsclean)"
+# Depths in sigma of wsclean's robust noise estimate (re-estimated every major cycle, as tclean's nsigma):
+# to 5 sigma everywhere, then to 1 sigma inside the mask wsclean builds from the components it found (its
+# -auto-mask: auto-multithresh's role). A sparse array's first noise estimate is the source's sidelobes
+# (tiny: 1.8 Jy beside a 14 Jy calibrator), so 5 sigma alone stops after a handful of components
+# (DR 13); an unmasked deeper clean diverges on those sidelobes. Measured on tiny: 5 then 1 sigma gives
+# calibrators DR ~2400.
+WSCLEAN_MASK_SIGMA = 5.0
+WSCLEAN_SIGMA = 1.0
+# wsclean images this many times the image size and the products are its central part: a bright source
+# just outside the primary beam (tiny: the 2 Jy phase calibrator 1 deg from the target) is then inside
+# the deconvolved field instead of aliased onto the image edge (tiny's target: -4 % at 1x, within 1 % at 2x).
+WSCLEAN_OVERSIZE = 2
+
+
+def wsclean_program() -> str:
+    """The wsclean executable on PATH, or a PermanentStepError saying how to install it."""
+    path = shutil.which("wsclean")
+    if not path:
+        raise PermanentStepError(WSCLEAN_MISSING)
+    return path
+
+
+def wsclean_args(*, program: str, vis: str, name: str, field: str, spws: list[int], cell_arcsec: float, imsize: int,
+                 params: dict, data_column: str, temp_dir: str, mask_fits: str | None = None,
+                 nsigma: float = WSCLEAN_SIGMA, update_model: bool = False) -> list[str]:
+    """wsclean's argument list (run without a shell: field names never reach one; the field is an id).
+    Stokes I from linear XX/YY feeds is wsclean's (XX+YY)/2, as tclean's. One MFS image over the LO's
+    spectral windows (no -channels-out: tclean's mfs, nterms 1), ``WSCLEAN_OVERSIZE`` times ``imsize``.
+    Inside ``mask_fits`` (at the oversized grid) to ``nsigma``; without one, wsclean's auto-mask at
+    ``WSCLEAN_MASK_SIGMA`` then ``nsigma`` inside it. ``update_model``: model visibilities to MODEL_DATA."""
+    weighting = params["weighting"]
+    weight = ["briggs", f"{float(params['robust']):g}"] if weighting == "briggs" else [weighting]
+    size = str(imsize * WSCLEAN_OVERSIZE)
+    args = [program, "-name", name, "-size", size, size, "-scale", f"{cell_arcsec:g}asec",
+            "-weight", *weight, "-pol", "I", "-data-column", data_column, "-field", field,
+            "-niter", str(int(params["niter"])), "-mgain", "0.8", "-reorder", "-temp-dir", temp_dir]
+    if spws:
+        args += ["-spws", ",".join(str(int(s)) for s in spws)]
+    if mask_fits:
+        args += ["-fits-mask", mask_fits]
+    else:
+        args += ["-auto-mask", f"{WSCLEAN_MASK_SIGMA:g}"]
+    args += ["-auto-threshold", f"{nsigma:g}"]
+    if not update_model:
+        args.append("-no-update-model-required")
+    return [*args, vis]
+
+
+def wsclean_method(mask_fits: str | None, nsigma: float) -> str:
+    if mask_fits:
+        return f"final self-calibration mask (wsclean to {nsigma:g} sigma)"
+    return f"wsclean auto-mask {WSCLEAN_MASK_SIGMA:g} sigma, then {nsigma:g} sigma inside it"
+
+
+def _ms_field_and_column(ct, vis: str, datacolumn: str) -> tuple[str, str]:
+    """wsclean's -field (the only field of a split MS, else all of them) and data column: tclean's
+    ``datacolumn`` "corrected" is CORRECTED_DATA where the MS has it, else DATA (as tclean falls back)."""
+    tb = ct.table()
+    tb.open(vis)
+    try:
+        has_corrected = "CORRECTED_DATA" in tb.colnames()
+    finally:
+        tb.close()
+    tb.open(os.path.join(vis, "FIELD"))
+    try:
+        nfield = tb.nrows()
+    finally:
+        tb.close()
+    column = "CORRECTED_DATA" if datacolumn == "corrected" and has_corrected else "DATA"
+    return ("0" if nfield == 1 else "all"), column
+
+
+def pad_mask_fits(mask_fits: str, out: str, factor: int) -> str:
+    """``mask_fits`` (imsize x imsize) in the middle of a ``factor`` times larger FITS mask, zero outside,
+    the reference pixel moved with it: wsclean's -fits-mask must have its image's size."""
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(mask_fits) as h:
+        hdr, data = h[0].header.copy(), np.asarray(h[0].data)
+    ny, nx = data.shape[-2:]
+    off_y, off_x = ny * (factor - 1) // 2, nx * (factor - 1) // 2
+    big = np.zeros(data.shape[:-2] + (ny * factor, nx * factor), dtype="float32")
+    big[..., off_y:off_y + ny, off_x:off_x + nx] = np.nan_to_num(data) > 0
+    hdr["NAXIS1"], hdr["NAXIS2"] = nx * factor, ny * factor
+    hdr["CRPIX1"] = hdr["CRPIX1"] + off_x
+    hdr["CRPIX2"] = hdr["CRPIX2"] + off_y
+    fits.PrimaryHDU(big, hdr).writeto(out, overwrite=True)
+    return out
+
+
+def run_wsclean(ct, t, vis: str, *, base: str, spws: list[int], cell_arcsec: float, imsize: int, params: dict,
+                mask_fits: str | None = None, nsigma: float = WSCLEAN_SIGMA, update_model: bool = False,
+                datacolumn: str = "corrected") -> str:
+    """Run wsclean on ``vis`` (``mask_fits``: an imsize x imsize FITS mask) and import the central
+    imsize x imsize of its restored, residual and model images as the CASA images ``base``.image,
+    .residual, .model (what the measurement, self-calibration's guard and the exports read)."""
+    program = wsclean_program()
+    field, column = _ms_field_and_column(ct, vis, datacolumn)
+    prefix = base + "_wsclean"
+    temp = prefix + ".tmp"
+    os.makedirs(temp, exist_ok=True)
+    big_mask = pad_mask_fits(mask_fits, prefix + "-mask.fits", WSCLEAN_OVERSIZE) if mask_fits else None
+    args = wsclean_args(program=program, vis=vis, name=prefix, field=field, spws=spws, cell_arcsec=cell_arcsec,
+                        imsize=imsize, params=params, data_column=column, temp_dir=temp, mask_fits=big_mask,
+                        nsigma=nsigma, update_model=update_model)
+    with open(prefix + ".log", "w") as log:
+        p = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+    shutil.rmtree(temp, ignore_errors=True)
+    if p.returncode != 0 or not os.path.isfile(prefix + "-image.fits"):
+        with open(prefix + ".log") as f:
+            tail = [ln.strip(" +") for ln in f.read().splitlines() if ln.strip(" +")][-1:] or ["no output"]
+        raise RuntimeError(f"wsclean exited {p.returncode} on {os.path.basename(vis)}: {tail[0]}")
+    lo = imsize * (WSCLEAN_OVERSIZE - 1) // 2
+    box = f"{lo},{lo},{lo + imsize - 1},{lo + imsize - 1}"  # the central imsize x imsize pixels
+    for ext in ("image", "residual", "model"):
+        full = f"{prefix}-{ext}.image"
+        t.importfits(fitsimage=f"{prefix}-{ext}.fits", imagename=full, overwrite=True)
+        t.imsubimage(imagename=full, outfile=f"{base}.{ext}", box=box, overwrite=True)
+        shutil.rmtree(full, ignore_errors=True)
+    for ext in ("image", "residual", "model", "psf", "dirty", "mask"):
+        if os.path.exists(f"{prefix}-{ext}.fits"):
+            os.remove(f"{prefix}-{ext}.fits")
+    return base
+
+
+def wsclean_field(ct, t, vis: str, *, spw: str, imagename: str, cell_arcsec: float, imsize: int, kind: str,
+                  params: dict, mask_fits: str | None = None, nsigma: float = 3.0, started: float | None = None) -> dict:
+    """The image step with wsclean: one run (its auto-threshold re-estimates the noise every major cycle,
+    as tclean's nsigma), then the same measurement and FITS products as with tclean."""
+    spws = [int(s) for s in spw.split(",") if s != ""]
+    depth = nsigma if mask_fits else WSCLEAN_SIGMA
+    final = run_wsclean(ct, t, vis, base=imagename + "_ws", spws=spws, cell_arcsec=cell_arcsec, imsize=imsize,
+                        params=params, mask_fits=mask_fits, nsigma=depth)
+    return _measure(ct, t, imagename, final, cell_arcsec, robust_rms(t, final + ".residual"), 1,
+                    wsclean_method(mask_fits, depth), kind, started=started)
 
 
 def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, rounds: int, mask_method: str,
-             kind: str) -> dict:
+             kind: str, started: float | None = None) -> dict:
     """imfit around the brightest pixel of ``final``.image, its peak and beam; the restored, residual and
     model images exported to FITS. A target with nothing to fit (too faint) keeps its image, no flux."""
+    imaging_s = round(time.perf_counter() - started, 3) if started is not None else None
     img = final + ".image"
     beam = [t.imhead(imagename=img, mode="get", hdkey=k) for k in ("beammajor", "beamminor", "beampa")]
     bmaj = arcsec(beam[0])
@@ -173,7 +321,7 @@ def _measure(ct, t, imagename: str, final: str, cell_arcsec: float, rms: float, 
     return {"image": img, "fits": fits, **extra, "flux_jy": flux, "flux_err_jy": err, "peak_jy": peak, "rms_jy": rms,
             "ra_deg": ra, "dec_deg": dec, "freq_hz": freq, "beam_major_arcsec": bmaj,
             "beam_minor_arcsec": arcsec(beam[1]), "rounds": rounds, "method": method, "mask": mask_method,
-            "peak_pixel": peak_pix}
+            "peak_pixel": peak_pix, "imaging_s": imaging_s}
 
 
 def _clean_in_circle(t, imagename: str, dirty: str, cell_arcsec: float, common: dict, niter: int,
@@ -233,6 +381,17 @@ def masked_clean(t, base: str, *, vis: str, cell_arcsec: float, imsize: int, par
     """One tclean of every selected spectral window of ``vis`` to ``nsigma`` × the residual rms, inside
     ``mask`` (a CASA mask image) or with auto-multithresh when there is none; with ``savemodel`` the
     model visibilities go to MODEL_DATA (what self-calibration solves against)."""
+    if params.get("imager", "tclean") == "wsclean":
+        # self-calibration with wsclean: its model visibilities (-update-model-required) go to MODEL_DATA;
+        # the mask is the CASA mask image's FITS twin (self-calibration keeps both)
+        from ._casa import casa
+
+        ct, _ = casa()
+        run_wsclean(ct, t, vis, base=base, spws=[int(s) for s in spw.split(",") if s != ""],
+                    cell_arcsec=cell_arcsec, imsize=imsize, params=params,
+                    mask_fits=(mask + ".fits") if mask else None, nsigma=nsigma, update_model=savemodel,
+                    datacolumn=datacolumn)
+        return
     masking = dict(usemask="user", mask=mask) if mask else dict(
         usemask="auto-multithresh", sidelobethreshold=1.0, noisethreshold=3.0, lownoisethreshold=1.0,
         minbeamfrac=0.1)

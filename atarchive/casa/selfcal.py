@@ -161,9 +161,10 @@ def selfcal_unit(*, candidates: list[str], lo_range: list[float], outdir: str, f
         seed_mask = seed + ".mask"
         t.exportfits(imagename=seed_mask, fitsimage=seed_mask + ".fits", overwrite=True)
     mask = _breizorro_mask(t, seed + ".image", os.path.join(work, "mask0"), threshold, previous=seed_mask)
+    auto = "wsclean auto-mask" if image_params.get("imager") == "wsclean" else "auto-multithresh"
     mask_method = f"breizorro {threshold:g}σ" if mask else (
-        "auto-multithresh (breizorro not installed)" if breizorro_path() is None
-        else "auto-multithresh (breizorro masked nothing)")
+        f"{auto} (breizorro not installed)" if breizorro_path() is None
+        else f"{auto} (breizorro masked nothing)")
     base0 = os.path.join(work, "r0")
     masked_clean(t, base0, mask=mask, nsigma=nsigma, savemodel=True, **common)
     best = {"round": 0, "solint": None, "calmode": None, **_metrics(t, base0), "kept": True,

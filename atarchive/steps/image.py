@@ -17,6 +17,11 @@ class Image(Step):
     batchable = True
     version = 3  # 2: imfit box shrinks on failure; 3: targets from self-calibrated data, .pbcor, residual/model FITS
 
+    def params(self, cfg) -> dict:
+        """The image settings as fingerprinted: the imager only when it is not the default (tclean), so
+        choosing wsclean re-runs image and what follows it, and existing archives keep their fingerprints."""
+        return cfg.steps.image.fingerprinted()
+
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         out = []
         r = view.roles
@@ -50,6 +55,9 @@ class Image(Step):
 
     def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
+        settings = self.settings(ctx.view.cfg)
+        if settings.imager == "wsclean":
+            casa_image.wsclean_program()  # one clear line when the program is not installed
         pl = spec.payload
         final = spec.outputs[0]
         selfcal = self._selfcal(ctx)
@@ -70,7 +78,7 @@ class Image(Step):
             "final_dir": str(final),
             "name": naming.safe(pl["field"]),
             "kind": spec.params["kind"],
-            "params": self.settings(ctx.view.cfg).model_dump(),
+            "params": settings.model_dump(),
         })
 
     @staticmethod

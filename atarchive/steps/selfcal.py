@@ -24,7 +24,7 @@ class Selfcal(Step):
         settings = self.settings(view.cfg)
         if settings.rounds <= 0:
             return []
-        params = {**self.params(view.cfg), "image": view.cfg.steps.image.model_dump()}
+        params = {**self.params(view.cfg), "image": view.cfg.steps.image.fingerprinted()}
         out = []
         for u in up[StepName.CALIBRATE].values():
             for name in sorted(view.roles.fields):

@@ -39,6 +39,10 @@ def write_site_config(directory: Path | None = None) -> Path:
 def child_env(base_env: dict | None = None) -> dict:
     env = dict(os.environ if base_env is None else base_env)
     env["CASASITECONFIG"] = str(write_site_config())
+    # a dask nanny sets MALLOC_TRIM_THRESHOLD_=65536 for its worker; CASA and pyuvdata children
+    # inheriting it hand memory back to the kernel on nearly every free
+    if env.get("MALLOC_TRIM_THRESHOLD_") == "65536":
+        env.pop("MALLOC_TRIM_THRESHOLD_")
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"

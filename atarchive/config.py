@@ -21,7 +21,6 @@ ENV_VAR = "ATARCHIVE_CONFIG"
 _SOLINT = re.compile(r"^(int|inf|\d+(\.\d+)?(s|min|h)?)$")
 _WEIGHTINGS = {"natural", "uniform", "briggs", "briggsabs", "briggsbwtaper", "superuniform", "radial"}
 _WSCLEAN_WEIGHTINGS = {"natural", "uniform", "briggs"}
-IMAGERS = ("tclean", "wsclean")
 DEFAULT_IMAGER = "tclean"
 _ANTENNA = re.compile(r"^[A-Za-z0-9]+$")
 _NOT_IN_NAMES = re.compile(r"[,\x00-\x1f\x7f]")
@@ -315,8 +314,8 @@ def check_paths(cfg: Config) -> None:
         raise ConfigError(f"catalogue: {cfg.catalogue} is a directory, not a catalogue file")
     root = cfg.work_root
     if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist (create it: mkdir -p DIR)"
-        raise ConfigError(f"work_root: {root} {what}".replace("DIR", str(root)))
+        what = "is not a directory" if root.exists() else f"does not exist (create it: mkdir -p {root})"
+        raise ConfigError(f"work_root: {root} {what}")
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -45,6 +45,20 @@ def flagging_rule(scans: list[dict], limit: float, min_seconds: float = 0.0, fai
     return [_finding("flagging", f"{len(bad)} scan(s) flagged ≥ {limit:.0%}: {worst}", fail_on)]
 
 
+def _hot_channels(lo: str, chans: list[tuple[float, float]], excess: float, fail_on, where: str = "") -> dict | None:
+    """The finding for LO ``lo`` when some of its channels are flagged ``excess`` above its median channel."""
+    if not chans:
+        return None
+    med = median(f for _, f in chans)
+    hot = [(hz, f) for hz, f in chans if f - med > excess]
+    if not hot:
+        return None
+    lo_mhz, hi_mhz = min(h for h, _ in hot) / 1e6, max(h for h, _ in hot) / 1e6
+    span = f"{lo_mhz:.1f} MHz" if hi_mhz - lo_mhz < 0.05 else f"{lo_mhz:.1f}–{hi_mhz:.1f} MHz"
+    return _finding("rfi", f"RFI in Lo{lo}: {len(hot)} channel(s) at {span} flagged{where} up to "
+                           f"{max(f for _, f in hot):.0%} (median channel {med:.0%})", fail_on)
+
+
 def rfi_rule(channels: dict[str, list[tuple[float, float]]], excess: float, fail_on=(), *,
              fullres: dict[str, list[tuple[float, float]]] | None = None) -> list[dict]:
     """RFI: channels flagged more than ``excess`` above the LO's median channel (``channels``: LO →
@@ -52,25 +66,12 @@ def rfi_rule(channels: dict[str, list[tuple[float, float]]], excess: float, fail
     ``fullres``: the same at full resolution, as the flagger left them before averaging (one flagged
     channel among those averaged together vanishes from the averaged data); an LO named there is not
     named again from the averaged channels."""
-    out = []
-    named = set()
-    for lo, chans in sorted((fullres or {}).items()):
-        got = rfi_rule({lo: chans}, excess, fail_on)
-        for f in got:
-            f["reason"] = f["reason"].replace(" flagged up to", " flagged (full resolution) up to")
-        out += got
-        named.update([lo] if got else [])
+    found = {lo: f for lo, chans in sorted((fullres or {}).items())
+             if (f := _hot_channels(lo, chans, excess, fail_on, " (full resolution)"))}
     for lo, chans in sorted(channels.items()):
-        if not chans or lo in named:
-            continue
-        med = median(f for _, f in chans)
-        hot = [(hz, f) for hz, f in chans if f - med > excess]
-        if hot:
-            lo_mhz, hi_mhz = min(h for h, _ in hot) / 1e6, max(h for h, _ in hot) / 1e6
-            span = f"{lo_mhz:.1f} MHz" if hi_mhz - lo_mhz < 0.05 else f"{lo_mhz:.1f}–{hi_mhz:.1f} MHz"
-            out.append(_finding("rfi", f"RFI in Lo{lo}: {len(hot)} channel(s) at {span} flagged up to "
-                                       f"{max(f for _, f in hot):.0%} (median channel {med:.0%})", fail_on))
-    return out
+        if lo not in found and (f := _hot_channels(lo, chans, excess, fail_on)):
+            found[lo] = f
+    return list(found.values())
 
 
 def bandpass_rule(outliers: dict[str, dict[str, str]], max_outliers: int, fail_on=()) -> list[dict]:

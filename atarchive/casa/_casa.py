@@ -64,3 +64,29 @@ def flagged_per_row(tb, chunk: int = 20000):
         nr = min(chunk, n - start)
         out[start:start + nr] = tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr).mean(axis=0)
     return out
+
+
+def channel_flag_counts(ms: str, chunk: int = 50000) -> dict[int, tuple]:
+    """Per spectral window of ``ms``: (channel frequencies in Hz, flagged cells per channel, cells per
+    channel), over every row and polarisation, the FLAG column read in chunks of rows (bounded memory)."""
+    import numpy as np
+
+    freqs = [np.asarray(f, dtype=float).ravel() for f in chan_freqs(ms)]
+    dd_spw = column(ms + "/DATA_DESCRIPTION", "SPECTRAL_WINDOW_ID")
+    flagged = {i: np.zeros(len(f)) for i, f in enumerate(freqs)}
+    cells = dict.fromkeys(flagged, 0)
+    tb = table(ms)
+    try:
+        ddid = tb.getcol("DATA_DESC_ID")
+        for start in range(0, tb.nrows(), chunk):
+            nr = min(chunk, tb.nrows() - start)
+            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
+            dd = ddid[start:start + nr]
+            for d in np.unique(dd):
+                spw = int(dd_spw[int(d)])
+                sel = fl[:, :, dd == d]
+                flagged[spw] = flagged[spw] + sel.sum(axis=(0, 2))
+                cells[spw] += sel.shape[0] * sel.shape[2]
+    finally:
+        tb.close()
+    return {i: (freqs[i], flagged[i], cells[i]) for i in flagged if cells[i]}

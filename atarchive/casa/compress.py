@@ -10,41 +10,23 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PermanentStepError
-from ._casa import casa, chan_freqs, column, nrows, table
+from ._casa import casa, channel_flag_counts, column, nrows, table
 
 
 def flagged_fraction(ms: str) -> float:
     return flag_summary(ms)[0]
 
 
-def flag_summary(ms: str, step: int = 50000) -> tuple[float, list[dict]]:
+def flag_summary(ms: str) -> tuple[float, list[dict]]:
     """Flagged fraction of the whole MS and of every channel of every spectral window
     (``[{"freq0_hz", "dfreq_hz", "flagged": [fraction per channel]}]``, over rows and polarisations).
     Taken at full resolution, where the flagger works: averaging hides a flagged channel."""
-    freqs = [np.asarray(f, dtype=float).ravel() for f in chan_freqs(ms)]
-    dd_spw = column(ms + "/DATA_DESCRIPTION", "SPECTRAL_WINDOW_ID")
-    counts = {i: [np.zeros(len(f)), 0] for i, f in enumerate(freqs)}
-    tb = table(ms)
-    try:
-        n, f = 0, 0
-        ddid = tb.getcol("DATA_DESC_ID")
-        for start in range(0, tb.nrows(), step):
-            nr = min(step, tb.nrows() - start)
-            fl = tb.getcol("FLAG", startrow=start, nrow=nr)  # (npol, nchan, nrow)
-            n += fl.size
-            f += int(fl.sum())
-            dd = ddid[start:start + nr]
-            for d in np.unique(dd):
-                c = counts[int(dd_spw[int(d)])]
-                sel = fl[:, :, dd == d]
-                c[0] = c[0] + sel.sum(axis=(0, 2))
-                c[1] += sel.shape[0] * sel.shape[2]
-    finally:
-        tb.close()
-    chans = [{"freq0_hz": float(freqs[i][0]), "dfreq_hz": float(freqs[i][1] - freqs[i][0]) if len(freqs[i]) > 1
-              else 0.0, "flagged": [round(float(x) / tot, 3) for x in cnt]}
-             for i, (cnt, tot) in sorted(counts.items()) if tot]
-    return (f / n if n else 1.0), chans
+    counts = channel_flag_counts(ms)
+    flagged = sum(float(f.sum()) for _, f, _ in counts.values())
+    cells = sum(n * len(fr) for fr, _, n in counts.values())
+    chans = [{"freq0_hz": float(fr[0]), "dfreq_hz": float(fr[1] - fr[0]) if len(fr) > 1 else 0.0,
+              "flagged": [round(float(x) / n, 3) for x in f]} for _, (fr, f, n) in sorted(counts.items())]
+    return (flagged / cells if cells else 1.0), chans
 
 
 def _aoflag(ms: str) -> None:

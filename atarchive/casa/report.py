@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .. import naming
-from ._casa import chan_freqs, column, flagged_per_row, spw_ranges, table
+from ._casa import chan_freqs, channel_flag_counts, column, flagged_per_row, spw_ranges, table
 from .calibrate import spws_for_lo
 
 MAX_UV_ROWS = 6000  # rows of UVW kept per LO for the uv-coverage plot (the plot looks the same)
@@ -45,36 +45,16 @@ def _split_flags(splits: list[str], per_antenna: dict[int, list[float]] | None =
     return {s: a[0] / a[1] for s, a in acc.items() if a[1]}
 
 
-def _chan_flags(splits: list[str], chunk: int = 20000) -> np.ndarray:
+def _chan_flags(splits: list[str]) -> np.ndarray:
     """[frequency (Hz), flagged fraction] of every channel over the calibrated splits (all fields, times,
     baselines and polarisations): RFI shows as channels flagged far more than the others."""
     acc: dict[float, list[float]] = {}
     for ms in splits:
-        freqs = chan_freqs(ms)
-        dd_spw = column(os.path.join(ms, "DATA_DESCRIPTION"), "SPECTRAL_WINDOW_ID")
-        tb = table(ms)
-        try:
-            ddid = tb.getcol("DATA_DESC_ID")
-            for d in np.unique(ddid):
-                sub = tb.query(f"DATA_DESC_ID=={int(d)}")
-                try:
-                    n = sub.nrows()
-                    tot = None
-                    for start in range(0, n, chunk):
-                        fl = sub.getcol("FLAG", startrow=start, nrow=min(chunk, n - start))  # (npol, nchan, nrow)
-                        part = fl.sum(axis=(0, 2)).astype(float)
-                        tot = part if tot is None else tot + part
-                    if tot is None:
-                        continue
-                    per = fl.shape[0] * n
-                finally:
-                    sub.close()
-                for f, t in zip(np.asarray(freqs[dd_spw[int(d)]]).ravel(), tot):
-                    a = acc.setdefault(round(float(f)), [0.0, 0.0])
-                    a[0] += float(t)
-                    a[1] += float(per)
-        finally:
-            tb.close()
+        for freqs, flagged, cells in channel_flag_counts(ms).values():
+            for f, n in zip(freqs, flagged):
+                a = acc.setdefault(round(float(f)), [0.0, 0.0])
+                a[0] += float(n)
+                a[1] += float(cells)
     rows = [[f, a[0] / a[1]] for f, a in sorted(acc.items()) if a[1]]
     return np.array(rows, dtype=float).reshape(-1, 2)
 

@@ -189,22 +189,23 @@ def wsclean_method(mask_fits: str | None, nsigma: float) -> str:
     return f"wsclean auto-mask {WSCLEAN_MASK_SIGMA:g} sigma, then {nsigma:g} sigma inside it"
 
 
-def _ms_field_and_column(ct, vis: str, datacolumn: str) -> tuple[str, str]:
+def _ms_field_and_column(vis: str, datacolumn: str) -> tuple[str, str]:
     """wsclean's -field (the only field of a split MS, else all of them) and data column: tclean's
     ``datacolumn`` "corrected" is CORRECTED_DATA where the MS has it, else DATA (as tclean falls back)."""
-    tb = ct.table()
-    tb.open(vis)
+    from ._casa import nrows, table
+
+    tb = table(vis)
     try:
         has_corrected = "CORRECTED_DATA" in tb.colnames()
     finally:
         tb.close()
-    tb.open(os.path.join(vis, "FIELD"))
-    try:
-        nfield = tb.nrows()
-    finally:
-        tb.close()
     column = "CORRECTED_DATA" if datacolumn == "corrected" and has_corrected else "DATA"
-    return ("0" if nfield == 1 else "all"), column
+    return ("0" if nrows(os.path.join(vis, "FIELD")) == 1 else "all"), column
+
+
+def _spw_ids(spw: str) -> list[int]:
+    """A CASA spw selection of ids ("0,1,2") as a list; "" is every window (an empty list)."""
+    return [int(s) for s in spw.split(",") if s != ""]
 
 
 def pad_mask_fits(mask_fits: str, out: str, factor: int) -> str:
@@ -226,14 +227,14 @@ def pad_mask_fits(mask_fits: str, out: str, factor: int) -> str:
     return out
 
 
-def run_wsclean(ct, t, vis: str, *, base: str, spws: list[int], cell_arcsec: float, imsize: int, params: dict,
+def run_wsclean(t, vis: str, *, base: str, spws: list[int], cell_arcsec: float, imsize: int, params: dict,
                 mask_fits: str | None = None, nsigma: float = WSCLEAN_SIGMA, update_model: bool = False,
                 datacolumn: str = "corrected") -> str:
     """Run wsclean on ``vis`` (``mask_fits``: an imsize x imsize FITS mask) and import the central
     imsize x imsize of its restored, residual and model images as the CASA images ``base``.image,
     .residual, .model (what the measurement, self-calibration's guard and the exports read)."""
     program = wsclean_program()
-    field, column = _ms_field_and_column(ct, vis, datacolumn)
+    field, column = _ms_field_and_column(vis, datacolumn)
     prefix = base + "_wsclean"
     temp = prefix + ".tmp"
     os.makedirs(temp, exist_ok=True)
@@ -265,9 +266,8 @@ def wsclean_field(ct, t, vis: str, *, spw: str, imagename: str, cell_arcsec: flo
                   params: dict, mask_fits: str | None = None, nsigma: float = 3.0, started: float | None = None) -> dict:
     """The image step with wsclean: one run (its auto-threshold re-estimates the noise every major cycle,
     as tclean's nsigma), then the same measurement and FITS products as with tclean."""
-    spws = [int(s) for s in spw.split(",") if s != ""]
     depth = nsigma if mask_fits else WSCLEAN_SIGMA
-    final = run_wsclean(ct, t, vis, base=imagename + "_ws", spws=spws, cell_arcsec=cell_arcsec, imsize=imsize,
+    final = run_wsclean(t, vis, base=imagename + "_ws", spws=_spw_ids(spw), cell_arcsec=cell_arcsec, imsize=imsize,
                         params=params, mask_fits=mask_fits, nsigma=depth)
     return _measure(ct, t, imagename, final, cell_arcsec, robust_rms(t, final + ".residual"), 1,
                     wsclean_method(mask_fits, depth), kind, started=started)
@@ -384,10 +384,7 @@ def masked_clean(t, base: str, *, vis: str, cell_arcsec: float, imsize: int, par
     if params.get("imager", "tclean") == "wsclean":
         # self-calibration with wsclean: its model visibilities (-update-model-required) go to MODEL_DATA;
         # the mask is the CASA mask image's FITS twin (self-calibration keeps both)
-        from ._casa import casa
-
-        ct, _ = casa()
-        run_wsclean(ct, t, vis, base=base, spws=[int(s) for s in spw.split(",") if s != ""],
+        run_wsclean(t, vis, base=base, spws=_spw_ids(spw),
                     cell_arcsec=cell_arcsec, imsize=imsize, params=params,
                     mask_fits=(mask + ".fits") if mask else None, nsigma=nsigma, update_model=savemodel,
                     datacolumn=datacolumn)

@@ -78,3 +78,17 @@ class Database:
 def id_list(ids: Iterable[int]) -> str:
     """``1,2,3`` for an ``IN (…)`` clause (integers only, so nothing else reaches the SQL)."""
     return ",".join(str(int(i)) for i in ids)
+
+
+def session_field_where(alias: str, session_id: int | None, field: str | None, *,
+                        nocase: bool = False) -> tuple[str, list]:
+    """`` WHERE …`` (or "") selecting rows of table ``alias`` by session id and field name, and its
+    arguments; ``nocase``: the field compared case-insensitively."""
+    where, args = [], []
+    if session_id is not None:
+        where.append(f"{alias}.session_id = ?")
+        args.append(session_id)
+    if field is not None:
+        where.append(f"lower({alias}.field) = lower(?)" if nocase else f"{alias}.field = ?")
+        args.append(field)
+    return (" WHERE " + " AND ".join(where) if where else ""), args

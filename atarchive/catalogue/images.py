@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .db import Database
+from .db import Database, session_field_where
 
 IMAGE_COLUMNS = ("kind", "path", "residual_path", "rms_jy", "peak_jy", "dynamic_range", "beam_major_arcsec",
                  "beam_minor_arcsec", "beam_pa_deg", "selfcal_rounds", "mask", "note")
@@ -25,14 +25,7 @@ class ImageRows(Database):
 
     def images(self, session_id: int | None = None, field: str | None = None) -> list[dict]:
         """Image rows with the session key, in session, field, LO, kind order."""
-        where, args = [], []
-        if session_id is not None:
-            where.append("i.session_id = ?")
-            args.append(session_id)
-        if field is not None:
-            where.append("i.field = ?")
-            args.append(field)
-        sql = ("SELECT s.key AS session, i.* FROM images i JOIN sessions s ON s.id = i.session_id"
-               + (" WHERE " + " AND ".join(where) if where else "")
+        where, args = session_field_where("i", session_id, field)
+        sql = ("SELECT s.key AS session, i.* FROM images i JOIN sessions s ON s.id = i.session_id" + where
                + " ORDER BY s.key, i.field, i.lo, CASE i.kind WHEN '1gc' THEN 0 WHEN 'selfcal' THEN 1 ELSE 2 END, i.id")
         return self.q(sql, args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from .db import Database
+from .db import Database, session_field_where
 
 SOURCE_COLUMNS = ("source_id", "island", "ra_deg", "dec_deg", "ra_err_arcsec", "dec_err_arcsec", "flux_jy",
                   "flux_err_jy", "peak_jy", "peak_err_jy", "major_arcsec", "minor_arcsec", "pa_deg", "rms_jy", "snr",
@@ -33,17 +33,9 @@ class SourceRows(Database):
 
     def sources(self, session_id: int | None = None, field: str | None = None) -> list[dict]:
         """Sources with their session key, by session, field, LO and descending flux."""
-        where, args = [], []
-        if session_id is not None:
-            where.append("x.session_id = ?")
-            args.append(session_id)
-        if field is not None:
-            where.append("lower(x.field) = lower(?)")
-            args.append(field)
+        where, args = session_field_where("x", session_id, field, nocase=True)
         sql = ("SELECT s.key AS session, (SELECT MIN(sc.start_mjd) FROM scans sc WHERE sc.session_id = s.id) "
-               "AS start_mjd, x.* FROM sources x JOIN sessions s ON s.id = x.session_id")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+               "AS start_mjd, x.* FROM sources x JOIN sessions s ON s.id = x.session_id" + where)
         return self.q(sql + " ORDER BY s.key, x.field, x.lo, x.flux_jy DESC", args)
 
     def source_checks(self, session_id: int | None = None) -> list[dict]:

@@ -52,6 +52,24 @@ def print_status(rows: list[dict], daemon: dict | None) -> None:
     out.print(t)
 
 
+def _table(title: str, columns, rows, *, overflow: str | None = None) -> Table:
+    """A rich table titled ``title`` with ``columns`` (names) and ``rows`` (tuples of cell strings)."""
+    t = Table(title=title)
+    for c in columns:
+        if overflow:
+            t.add_column(c, overflow=overflow)
+        else:
+            t.add_column(c)
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def _print_wide(t: Table, width: int) -> None:
+    # piped (make demo, logs): a wide table rather than squeezed columns
+    (out if out.is_terminal else Console(highlight=False, width=width)).print(t)
+
+
 VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red"}
 
 
@@ -72,30 +90,20 @@ def show(data: dict) -> None:
               markup=True)
     if ss["error"]:
         out.print(f"[red]error:[/red] {ss['error']}", markup=True)
-    t = Table(title="scans")
-    for c in ("stem", "field", "start (MJD)", "dur (s)", "LOs", "complete", "note"):
-        t.add_column(c, overflow="fold")
-    for x in data["scans"]:
-        dur = (x["end_mjd"] - x["start_mjd"]) * 86400 if x["start_mjd"] is not None else None
-        t.add_row(x["stem"], x["field"] or "", f"{x['start_mjd']:.5f}" if x["start_mjd"] else "",
-                  f"{dur:.0f}" if dur is not None else "", ",".join(x["los"]), "yes" if x["complete"] else "no",
-                  x["note"] or "")
-    out.print(t)
-    t = Table(title="fields")
-    for c in ("name", "RA (deg)", "Dec (deg)", "role", "why", "phase cal"):
-        t.add_column(c, overflow="fold")
-    for f in data["fields"]:
-        t.add_row(f["name"], f"{f['ra_deg']:.5f}" if f["ra_deg"] is not None else "",
-                  f"{f['dec_deg']:.5f}" if f["dec_deg"] is not None else "", f["role"] or "", f["reason"] or "",
-                  f["phase_cal"] or "")
-    out.print(t)
-    t = Table(title="LOs")
-    for c in ("LO", "start (MHz)", "end (MHz)", "channels", "subbands"):
-        t.add_column(c)
-    for lo in data["los"]:
-        t.add_row(lo["name"], f"{lo['freq_start_hz'] / 1e6:.3f}", f"{lo['freq_end_hz'] / 1e6:.3f}", str(lo["nchan"]),
-                  str(lo["nsubbands"]))
-    out.print(t)
+    def dur(x):
+        return (x["end_mjd"] - x["start_mjd"]) * 86400 if x["start_mjd"] is not None else None
+
+    out.print(_table("scans", ("stem", "field", "start (MJD)", "dur (s)", "LOs", "complete", "note"), (
+        (x["stem"], x["field"] or "", f"{x['start_mjd']:.5f}" if x["start_mjd"] else "",
+         f"{dur(x):.0f}" if dur(x) is not None else "", ",".join(x["los"]), "yes" if x["complete"] else "no",
+         x["note"] or "") for x in data["scans"]), overflow="fold"))
+    out.print(_table("fields", ("name", "RA (deg)", "Dec (deg)", "role", "why", "phase cal"), (
+        (f["name"], f"{f['ra_deg']:.5f}" if f["ra_deg"] is not None else "",
+         f"{f['dec_deg']:.5f}" if f["dec_deg"] is not None else "", f["role"] or "", f["reason"] or "",
+         f["phase_cal"] or "") for f in data["fields"]), overflow="fold"))
+    out.print(_table("LOs", ("LO", "start (MHz)", "end (MHz)", "channels", "subbands"), (
+        (lo["name"], f"{lo['freq_start_hz'] / 1e6:.3f}", f"{lo['freq_end_hz'] / 1e6:.3f}", str(lo["nchan"]),
+         str(lo["nsubbands"])) for lo in data["los"])))
     for w in data["role_warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}", markup=True)
     for f in data["files_with_errors"]:
@@ -116,52 +124,42 @@ def fluxes(rows: list[dict]) -> None:
     if not rows:
         out.print("no flux measurements yet (they come from the image step)")
         return
-    t = Table(title="flux densities")
-    for c in ("session", "field", "role", "LO", "freq (MHz)", "flux (Jy)", "± (Jy)", "peak (Jy/bm)", "model (Jy)",
-              "ratio"):
-        t.add_column(c)
-    for r in rows:
-        ratio = (r["flux_jy"] / r["model_flux_jy"]) if r["model_flux_jy"] and r["flux_jy"] else None
-        t.add_row(r["session"], r["field"], r["role"] or "", r["lo"] or "", f"{(r['freq_hz'] or 0) / 1e6:.1f}",
-                  _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]), _fmt(r["model_flux_jy"]),
-                  f"{ratio:.3f}" if ratio else "")
-    # piped (make demo, logs): a wide table rather than squeezed columns
-    (out if out.is_terminal else Console(highlight=False, width=160)).print(t)
+    def ratio(r):
+        return (r["flux_jy"] / r["model_flux_jy"]) if r["model_flux_jy"] and r["flux_jy"] else None
+
+    _print_wide(_table("flux densities", ("session", "field", "role", "LO", "freq (MHz)", "flux (Jy)", "± (Jy)",
+                                          "peak (Jy/bm)", "model (Jy)", "ratio"), (
+        (r["session"], r["field"], r["role"] or "", r["lo"] or "", f"{(r['freq_hz'] or 0) / 1e6:.1f}",
+         _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]), _fmt(r["model_flux_jy"]),
+         f"{ratio(r):.3f}" if ratio(r) else "") for r in rows)), 160)
 
 
 def images(rows: list[dict]) -> None:
     if not rows:
         out.print("no images yet (they come from the selfcal and image steps)")
         return
-    t = Table(title="images")
-    for c in ("session", "field", "LO", "kind", "rms (mJy/bm)", "peak (Jy/bm)", "DR", "beam (″)", "self-cal rounds",
-              "mask"):
-        t.add_column(c)
-    for r in rows:
-        beam = (f"{r['beam_major_arcsec']:.0f}×{r['beam_minor_arcsec']:.0f}" if r["beam_major_arcsec"] else "")
-        t.add_row(r["session"], r["field"], r["lo"], r["kind"], _fmt((r["rms_jy"] or 0) * 1e3),
-                  _fmt(r["peak_jy"]), f"{r['dynamic_range']:.0f}" if r["dynamic_range"] else "", beam,
-                  str(r["selfcal_rounds"]), r["mask"] or "")
-    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
+    _print_wide(_table("images", ("session", "field", "LO", "kind", "rms (mJy/bm)", "peak (Jy/bm)", "DR", "beam (″)",
+                                  "self-cal rounds", "mask"), (
+        (r["session"], r["field"], r["lo"], r["kind"], _fmt((r["rms_jy"] or 0) * 1e3), _fmt(r["peak_jy"]),
+         f"{r['dynamic_range']:.0f}" if r["dynamic_range"] else "",
+         f"{r['beam_major_arcsec']:.0f}×{r['beam_minor_arcsec']:.0f}" if r["beam_major_arcsec"] else "",
+         str(r["selfcal_rounds"]), r["mask"] or "") for r in rows)), 180)
     notes = {(r["session"], r["field"], r["lo"]): r["note"] for r in rows if r["kind"] != "pbcor" and r["note"]}
     for (s, f, lo), note in notes.items():
         out.print(f"{s} {f} LO {lo}: {note}", markup=False)
+
+
 def sources(rows: list[dict]) -> None:
     if not rows:
         out.print("no sources yet (they come from the sources step, on target images)")
         return
-    t = Table(title="sources")
-    for c in ("session", "field", "LO", "RA (deg)", "Dec (deg)", "± (″)", "flux (Jy)", "± (Jy)", "peak (Jy/bm)",
-              "shape (″ × ″, °)", "S/N", "sep (″)"):
-        t.add_column(c)
-    for r in rows:
-        t.add_row(r["session"], r["field"], r["lo"], f"{r['ra_deg']:.5f}", f"{r['dec_deg']:+.5f}",
-                  f"{max(r['ra_err_arcsec'] or 0, r['dec_err_arcsec'] or 0):.1f}", _fmt(r["flux_jy"]),
-                  _fmt(r["flux_err_jy"]), _fmt(r["peak_jy"]),
-                  f"{r['major_arcsec'] or 0:.0f} × {r['minor_arcsec'] or 0:.0f}, {r['pa_deg'] or 0:.0f}",
-                  f"{r['snr']:.0f}" if r["snr"] else "", f"{r['separation_arcsec']:.1f}" if "separation_arcsec" in r
-                  else "")
-    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
+    _print_wide(_table("sources", ("session", "field", "LO", "RA (deg)", "Dec (deg)", "± (″)", "flux (Jy)", "± (Jy)",
+                                   "peak (Jy/bm)", "shape (″ × ″, °)", "S/N", "sep (″)"), (
+        (r["session"], r["field"], r["lo"], f"{r['ra_deg']:.5f}", f"{r['dec_deg']:+.5f}",
+         f"{max(r['ra_err_arcsec'] or 0, r['dec_err_arcsec'] or 0):.1f}", _fmt(r["flux_jy"]), _fmt(r["flux_err_jy"]),
+         _fmt(r["peak_jy"]), f"{r['major_arcsec'] or 0:.0f} × {r['minor_arcsec'] or 0:.0f}, {r['pa_deg'] or 0:.0f}",
+         f"{r['snr']:.0f}" if r["snr"] else "",
+         f"{r['separation_arcsec']:.1f}" if "separation_arcsec" in r else "") for r in rows)), 180)
 
 
 def sources_csv(rows: list[dict]) -> None:
@@ -206,17 +204,14 @@ def source_checks(rows: list[dict]) -> None:
     if not rows:
         out.print("no target images searched yet")
         return
-    t = Table(title="sources per image, against the reference catalogue")
-    for c in ("session", "field", "LO", "sources", "matched", "offset (″)", "scatter (″)", "offset (beams)",
-              "flux ratio", "ratio scatter"):
-        t.add_column(c)
-    for r in rows:
-        ref = r["reference"] or {}
-        t.add_row(r["session"], r["field"], r["lo"], str(r["n_sources"]), str(ref.get("matched", "")),
-                  _fmt(ref.get("median_offset_arcsec")), _fmt(ref.get("offset_scatter_arcsec")),
-                  _fmt(ref.get("median_offset_beams")), _fmt(ref.get("median_flux_ratio")),
-                  _fmt(ref.get("flux_ratio_scatter")))
-    (out if out.is_terminal else Console(highlight=False, width=180)).print(t)
+    refs = ((r, r["reference"] or {}) for r in rows)
+    _print_wide(_table("sources per image, against the reference catalogue", (
+        "session", "field", "LO", "sources", "matched", "offset (″)", "scatter (″)", "offset (beams)", "flux ratio",
+        "ratio scatter"), (
+        (r["session"], r["field"], r["lo"], str(r["n_sources"]), str(ref.get("matched", "")),
+         _fmt(ref.get("median_offset_arcsec")), _fmt(ref.get("offset_scatter_arcsec")),
+         _fmt(ref.get("median_offset_beams")), _fmt(ref.get("median_flux_ratio")), _fmt(ref.get("flux_ratio_scatter")))
+        for r, ref in refs)), 180)
 
 
 def summary_line(summary) -> str:

@@ -288,3 +288,58 @@ def wsclean_model_column(ms: str, work: str, imsize: int, cell_arcsec: float) ->
     ok = ~(flag[0] | flag[-1])
     return {"columns": cols, "model_sum_jy": model_sum, "spw_mean_jy": {int(d): float(np.abs(stokes_i[:, ddid == d][ok[:, ddid == d]]).mean())
                                              for d in np.unique(ddid)}}
+
+
+def rfi_flag_scores(ms: str, rfi: list[dict], lo: str) -> dict:
+    """Flags of the cross-correlations of ``ms`` (one scan-LO at full resolution) against the RFI the
+    simulator injected (its truth entries): cells (channel × row, any polarisation flagged) inside an
+    RFI block, and clean cells. Cells within one integration of a block's start or end are neither."""
+    from atarchive.casa._casa import table
+
+    tb = table(ms)
+    try:
+        time, a1, a2, interval = (tb.getcol(c) for c in ("TIME", "ANTENNA1", "ANTENNA2", "INTERVAL"))
+        flag = tb.getcol("FLAG").any(axis=0)  # (chan, row)
+    finally:
+        tb.close()
+    sw = table(os.path.join(ms, "SPECTRAL_WINDOW"))
+    try:
+        freqs = np.asarray(sw.getcell("CHAN_FREQ", 0))
+        width = float(np.abs(sw.getcell("CHAN_WIDTH", 0)).max())
+    finally:
+        sw.close()
+    dt = float(interval.max())
+    in_rfi = np.zeros(flag.shape, bool)
+    unsure = np.zeros(flag.shape, bool)
+    for r in rfi:
+        if lo not in r["freq_hz"]:
+            continue
+        f0, f1 = r["freq_hz"][lo]
+        chans = (freqs > f0 - width / 2) & (freqs < f1 + width / 2)
+        t0, t1 = r["start_mjd"] * 86400.0, r["end_mjd"] * 86400.0
+        inside = (time > t0 + dt) & (time < t1 - dt)
+        near = (time > t0 - dt) & (time < t1 + dt) & ~inside
+        in_rfi[np.ix_(chans, inside)] = True
+        unsure[np.ix_(chans, near)] = True
+    cross = np.broadcast_to(a1 != a2, flag.shape)
+    rfi_cells = in_rfi & cross
+    clean = ~in_rfi & ~unsure & cross
+    return {"rfi_cells": int(rfi_cells.sum()), "rfi_flagged": int((flag & rfi_cells).sum()),
+            "clean_cells": int(clean.sum()), "clean_flagged": int((flag & clean).sum())}
+
+
+def flag_and_score(items: list[dict], flagger: str, rfi: list[dict], work: str) -> dict:
+    """Compress a copy of each full-resolution MS (``items``: {ms, lo}) with ``flagger`` and score its
+    flags against the injected RFI. Returns per MS: the flagger that ran and the scores."""
+    import shutil
+
+    from atarchive.casa.compress import compress
+
+    out = {}
+    for it in items:
+        name = os.path.basename(it["ms"])
+        copy = os.path.join(work, flagger, name)
+        shutil.copytree(it["ms"], copy)
+        res = compress(in_ms=copy, out_ms=copy + ".avg", timebin_s=20.0, chanbin=4, flagger=flagger)
+        out[name] = {"flagger": res["flagger"], **rfi_flag_scores(copy, rfi, it["lo"])}
+    return {"by_ms": out}

@@ -29,35 +29,37 @@ def flag_summary(ms: str) -> tuple[float, list[dict]]:
     return (flagged / cells if cells else 1.0), chans
 
 
-def _aoflag(ms: str) -> None:
-    """Flag every baseline with AOFlagger's generic strategy (amplitudes of all polarisations)."""
-    import aoflagger
+def baselines(a1: np.ndarray, a2: np.ndarray, ddid: np.ndarray, time: np.ndarray) -> list[np.ndarray]:
+    """Row numbers of every cross-correlation baseline (per spectral window), each in time order.
+    Pure numpy: one sort of the main table's index columns, no per-row reads."""
+    key = (ddid.astype(np.int64) << 40) | (a1.astype(np.int64) << 20) | a2.astype(np.int64)
+    order = np.lexsort((time, key))
+    edges = np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])
+    return [order[i0:i1] for i0, i1 in zip(edges[:-1], edges[1:]) if a1[order[i0]] != a2[order[i0]]]
 
-    af = aoflagger.AOFlagger()
-    strategy = af.load_strategy_file(af.find_strategy_file(aoflagger.TelescopeId.Generic))
+
+def _aoflag(ms: str) -> None:
+    """Flag every cross-correlation baseline with ``aoflag.flag_baseline`` (AOFlagger's generic
+    strategy on the baseline's spectrum-normalised data). Each baseline's rows are read and written
+    whole (one getcol and one putcol of a row selection), so memory holds one baseline."""
+    from . import aoflag
+
+    aoflag._flagger()  # raises here when aoflagger cannot run: the caller falls back and says why
     tb = table(ms, readonly=False)
     try:
-        a1, a2 = tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2")
-        ddid = tb.getcol("DATA_DESC_ID")
-        for key in sorted(set(zip(a1.tolist(), a2.tolist(), ddid.tolist()))):
-            if key[0] == key[1]:
+        rows_of = baselines(tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2"), tb.getcol("DATA_DESC_ID"),
+                            tb.getcol("TIME"))
+        for rows in rows_of:
+            if rows.size < 2:
                 continue
-            rows = np.flatnonzero((a1 == key[0]) & (a2 == key[1]) & (ddid == key[2]))
-            if rows.size < 2 or np.any(np.diff(rows) <= 0):
-                continue
-            data = np.stack([tb.getcell("DATA", int(r)) for r in rows], axis=-1)  # (npol, nchan, ntime)
-            flags = np.stack([tb.getcell("FLAG", int(r)) for r in rows], axis=-1)
-            npol, nchan, ntime = data.shape
-            if nchan < 2 or ntime < 2:
-                continue
-            img = af.make_image_set(ntime, nchan, 2 * npol)
-            for p in range(npol):
-                img.set_image_buffer(2 * p, np.ascontiguousarray(data[p].real.astype(np.float32)))
-                img.set_image_buffer(2 * p + 1, np.ascontiguousarray(data[p].imag.astype(np.float32)))
-            mask = strategy.run(img).get_buffer().astype(bool)  # (nchan, ntime)
-            new = flags | mask[None, :, :]
-            for i, r in enumerate(rows):
-                tb.putcell("FLAG", int(r), new[..., i])
+            sel = tb.selectrows(rows.tolist())
+            try:
+                flags = sel.getcol("FLAG")  # (npol, nchan, ntime)
+                new = aoflag.flag_baseline(sel.getcol("DATA").transpose(2, 1, 0), flags.transpose(2, 1, 0))
+                if new.any():
+                    sel.putcol("FLAG", flags | new.T[None, :, :])
+            finally:
+                sel.close()
     finally:
         tb.close()
 

@@ -1,5 +1,6 @@
-"""compress: flag at full resolution (aoflagger, else CASA tfcrop — recorded), then average with
-mstransform. The full-resolution copy is removed afterwards unless ``keep_fullres``."""
+"""compress: flag at full resolution (aoflagger, a dependency; CASA tfcrop if it cannot run — which
+one ran is recorded), then average with mstransform. The full-resolution copy is removed afterwards
+unless ``keep_fullres``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .base import ChildCall, Product, RunContext, SessionView, Step, StepResult,
 class Compress(Step):
     name = StepName.COMPRESS
     casa_tools = True
-    version = 1
+    version = 2  # 2: aoflagger is a dependency, so flagger "auto" flags with it (was CASA tfcrop)
     retention = ("keep_fullres", "keep_averaged")
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:

@@ -14,7 +14,7 @@ own generator): more point components in a field, attenuated by the ATA primary 
 (noise only); RFI blocks (channels × a time range, strong and not fringe-stopped).
 
 Layout: ``ROOT/projects/<project>/<YYYY-MM-DD-HH:MM:SS>/<stem>/Lo<L>.C<cccc>/<stem>.uvh5`` (or the
-flattened ``ata.Lo<L>.C<cccc>.<stem>.uvh5``); truth in ``ROOT/truth/<session>.json``. Roles are
+flattened ``ata.Lo<L>.C<cccc>.<stem>.uvh5``); truth in ``ROOT/truth/<project>/<session>.json``. Roles are
 not written into the data — only field names and positions, like the real telescope.
 """
 
@@ -633,7 +633,7 @@ def _write_truth(spec: SimSpec, out_root: Path, sdir: Path, ants, scans_truth, r
              "scans": scans_truth, "corruptions": spec.corruptions.model_dump(), "noise_jy": spec.noise_jy,
              "bad_antennas": list(spec.corruptions.bad_antennas), "rfi": list(rfi_truth),
              "spec": json.loads(spec.model_dump_json())}
-    p = out_root / "truth" / f"{spec.session_name}.json"
+    p = out_root / "truth" / spec.project / f"{spec.session_name}.json"  # sessions of two projects may share a start
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(truth, indent=2))
     return p

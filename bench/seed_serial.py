@@ -66,7 +66,7 @@ def main() -> int:
         tmp = Path(tmp)
         subprocess.run([*ATARCHIVE, "simulate", "--preset", args.preset, "--out", str(tmp / "src")], check=True,
                        capture_output=True)
-        truth = json.loads(next((tmp / "src" / "truth").glob("*.json")).read_text())
+        truth = json.loads(next((tmp / "src" / "truth").rglob("*.json")).read_text())
         res = {}
         for mode in ("seed", "atarchive"):
             d = tmp / mode

@@ -2,12 +2,13 @@
 written at once) and CASA tfcrop both flag the injected RFI and spare the clean data.
 
 The session is tiny's antennas, fields and scan order with the degraded preset's RFI (a 4-channel
-block for part of the session in LO A, one channel all session in LO B), and three changes toward
-real ATA data, each needed by AOFlagger's generic strategy (measured): per-visibility noise of 1 Jy
-(the ATA's is ~3 Jy at 0.5 MHz × 10 s; at tiny's 0.02 Jy the simulated 8 % bandpass ripple on a
-15 Jy calibrator is ~750 sigma and AOFlagger flags 28-31 % of its clean cells), 64-channel subbands
-(its smoothing kernel spans ~30 channels: with 32 an LO it flagged 19 % around the RFI block) and
-scans five times longer (4-6 integrations leave it no time axis: 60 % of the block flagged).
+block for part of the session in LO A, one channel all session in LO B), 64-channel subbands
+(AOFlagger's smoothing kernel spans ~30 channels: with 32 an LO it flagged 19 % around the RFI block)
+and scans five times longer (4-6 integrations leave it no time axis: 60 % of the block flagged); at
+two noise levels: the simulator's default (0.02 Jy per visibility, so a 15 Jy calibrator's 8 % bandpass
+ripple is ~750 sigma: the generic strategy alone flagged 28-31 % of its clean cells, which is why
+``aoflag`` divides the steady spectrum and the gain drift out first) and 1 Jy, near the ATA's own
+(~3 Jy at 0.5 MHz x 10 s).
 """
 
 from __future__ import annotations
@@ -38,8 +39,47 @@ def test_baselines_group_rows_by_baseline_and_window_in_time_order():
     assert len(baselines(a1, a2, dd, t)) == 4
 
 
-@pytest.fixture(scope="module")
-def rfi_session(tmp_path_factory):
+def _plane(noise, rng, ntime=40, nchan=128):
+    """One baseline seen on a 15 Jy calibrator: an 8 % bandpass ripple (23 channels a period), a gain
+    drifting 1 % over the scan, weak cross-hands, complex noise of ``noise`` Jy per component."""
+    ch, t = np.arange(nchan), np.arange(ntime)
+    bp = 1 + 0.08 * np.sin(2 * np.pi * ch / 23 + 0.3)
+    v = 15 * bp[None, :, None] * (1 + 0.01 * t / ntime)[:, None, None] * np.ones((ntime, nchan, 4))
+    v = v * np.exp(1j * 0.01 * ch)[None, :, None]
+    v[:, :, 1:3] *= 0.01
+    return (v + noise * (rng.standard_normal(v.shape) + 1j * rng.standard_normal(v.shape))).astype(np.complex64)
+
+
+def test_aoflag_spares_a_bright_calibrator_and_flags_a_burst():
+    from atarchive.casa import aoflag
+
+    pytest.importorskip("aoflagger")
+    rng = np.random.default_rng(3)
+    v = _plane(0.02, rng)  # ~750 sigma of ripple: the strategy alone flags much of this
+    assert aoflag.flag_baseline(v, np.zeros(v.shape, bool)).mean() < 0.01
+    v[10:25, 80:84] += 50 * np.exp(1j * rng.uniform(0, 2 * np.pi, (15, 4, 4)))  # RFI for part of the scan
+    got = aoflag.flag_baseline(v, np.zeros(v.shape, bool))
+    block = np.zeros(got.shape, bool)
+    block[10:25, 80:84] = True
+    assert got[block].all() and got[~block].mean() < 0.15
+
+
+def test_aoflag_flags_a_steady_carrier_that_normalising_would_hide():
+    from atarchive.casa import aoflag
+
+    pytest.importorskip("aoflagger")
+    rng = np.random.default_rng(4)
+    v = (3 * (rng.standard_normal((60, 128, 4)) + 1j * rng.standard_normal((60, 128, 4)))).astype(np.complex64)
+    v[:, 50] += 50  # steady all scan: dividing each channel by its median would make it look clean
+    given = np.zeros(v.shape, bool)
+    given[:, 90] = True  # flagged on input: stays flagged, left out of the estimates
+    got = aoflag.flag_baseline(v, given)
+    assert got[:, 50].all() and got[:, 90].all()
+    assert np.delete(got, [50, 90], axis=1).mean() < 0.03
+
+
+@pytest.fixture(scope="module", params=[None, 1.0], ids=["sim-noise", "ata-noise"])
+def rfi_session(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("rfi")
     d = preset("tiny").model_dump()
     d["corruptions"]["rfi"] = [r.model_dump() for r in preset("degraded").corruptions.rfi]
@@ -47,7 +87,8 @@ def rfi_session(tmp_path_factory):
         scan["duration_s"] *= 5
     for lo in d["los"]:  # 128 channels an LO, not 32: AOFlagger's smoothing spans ~30 channels
         lo["channels_per_subband"] = 64
-    d["noise_jy"] = 1.0  # realistic signal-to-noise (see the module doc)
+    if request.param is not None:
+        d["noise_jy"] = request.param  # realistic signal-to-noise (see the module doc)
     res = simulate(spec_from_dict(d), tmp / "storage")
     truth = json.loads(Path(res.truth_path).read_text())
     files = sorted(str(p) for p in (tmp / "storage").rglob("*.uvh5"))

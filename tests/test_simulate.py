@@ -30,7 +30,7 @@ def example(tmp_path_factory):
 def test_example_spec_writes_the_real_layout(example):
     root, res, truth = example
     assert res.session_dir == root / "projects" / "p123" / "2025-06-01-20:10:00"
-    assert res.truth_path == root / "truth" / "2025-06-01-20:10:00.json"
+    assert res.truth_path == root / "truth" / "p123" / "2025-06-01-20:10:00.json"
     assert len(res.files) == 5 * 2 * 3  # scans × LOs × subbands
     for f in res.files:
         stem = f.parent.parent.name

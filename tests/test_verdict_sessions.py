@@ -52,7 +52,7 @@ def test_clean_session_passes_and_degraded_warns_naming_antenna_and_rfi(archive)
     assert "bandpass-outlier antennas" in reasons and "1d" in reasons, reasons
     assert "RFI in LoA" in reasons, reasons
     # the RFI block of LO A is at raw channels 9-12 (truth): the named frequencies fall inside it
-    truth = json.loads((archive["root"] / "storage" / "truth" / "2025-03-16-09:00:00.json").read_text())
+    truth = json.loads(next((archive["root"] / "storage" / "truth").rglob("2025-03-16-09:00:00.json")).read_text())
     f0, f1 = next(r["freq_hz"]["A"] for r in truth["rfi"] if r["lo"] == "A")
     named = [float(x) for x in reasons.split("RFI in LoA")[1].split("MHz")[0].split(" at ")[1].split("–")]
     assert all(f0 / 1e6 - 1.0 <= x <= f1 / 1e6 + 1.0 for x in named), (named, f0, f1)

@@ -48,7 +48,7 @@ def roles_from_truth(truth: dict) -> dict:
 def run(storage: Path, work: Path, *, flagger: str = "auto", imsize: int = 256) -> dict:
     storage, work = Path(storage).resolve(), Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    (truth_file,) = glob.glob(str(storage / "truth" / "*.json"))
+    (truth_file,) = glob.glob(str(storage / "truth" / "*" / "*.json"))
     roles = roles_from_truth(json.loads(Path(truth_file).read_text()))
     site = work / "casasiteconfig.py"
     site.write_text(SITE)

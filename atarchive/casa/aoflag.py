@@ -11,8 +11,10 @@ within that smooth part: RFI), and then by a straight line fitted in time to the
 (gains drift slowly: at that signal-to-noise the strategy's smoothing, biased at the ends of a scan,
 flagged up to 73 % of a scan's first and last integrations). A narrow-band signal that is steady for the whole chunk would be divided
 out with the bandpass, so the medians themselves are tested: a channel whose median amplitude stands
-far above its neighbours' (running median over ``_WINDOW`` channels, ``_CHANNEL_SIGMA`` robust σ of
-those departures) is flagged whole. Pure numpy plus ``aoflagger``; no casatools.
+far above its neighbours' (running median over ``_WINDOW`` channels; ``_CHANNEL_SIGMA`` robust σ of
+those departures and at least ``_MIN_EXCESS`` of the neighbours' level, which a bandpass ripple does not
+reach — on short scans of a bright calibrator the σ alone flagged ripple peaks and band edges) is
+flagged whole. Pure numpy plus ``aoflagger``; no casatools.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from functools import lru_cache
 import numpy as np
 
 _WINDOW = 9  # channels in the running median the per-channel medians are compared with
-_CHANNEL_SIGMA = 8.0  # a channel this many robust σ above its neighbours is flagged whole
+_CHANNEL_SIGMA = 8.0  # a channel this many robust σ above its neighbours is flagged whole …
+_MIN_EXCESS = 0.25  # … when it is also this fraction above their level
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +65,7 @@ def steady_channels(amp_median: np.ndarray) -> np.ndarray:
         excess = amp_median - smooth
         mad = np.nanmedian(np.abs(excess - np.nanmedian(excess, axis=0)), axis=0)
         noise = 1.4826 * mad
-        out = excess > _CHANNEL_SIGMA * np.where(noise > 0, noise, np.inf)
+        out = (excess > _CHANNEL_SIGMA * np.where(noise > 0, noise, np.inf)) & (excess > _MIN_EXCESS * smooth)
     return np.asarray(out.any(axis=1))
 
 

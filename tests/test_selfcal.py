@@ -22,8 +22,12 @@ from conftest import cli_run as cli
 def test_a_round_is_kept_only_if_the_rms_falls_and_the_peak_holds():
     prev = {"rms_jy": 0.010, "peak_jy": 1.00}
     assert keep_round(prev, {"rms_jy": 0.008, "peak_jy": 0.99}, max_peak_drop=0.03)[0]
-    ok, why = keep_round(prev, {"rms_jy": 0.011, "peak_jy": 1.20}, max_peak_drop=0.03)
-    assert not ok and "rms did not fall" in why
+    ok, why = keep_round(prev, {"rms_jy": 0.013, "peak_jy": 1.20}, max_peak_drop=0.03)
+    assert not ok and "rms did not fall" in why and "nor rise less than the peak" in why  # DR fell
+    # the rms rose, but less than the peak: more flux made coherent, dynamic range up (measured case)
+    ok, why = keep_round(prev, {"rms_jy": 0.0101, "peak_jy": 1.037}, max_peak_drop=0.03)
+    assert ok and "dynamic range rose" in why
+    assert not keep_round(prev, {"rms_jy": 0.0101, "peak_jy": 1.00}, max_peak_drop=0.03)[0]  # peak held, rms up
     ok, why = keep_round(prev, {"rms_jy": 0.005, "peak_jy": 0.90}, max_peak_drop=0.03)
     assert not ok and "peak fell by more than 3%" in why
     ok, why = keep_round(prev, {"rms_jy": 0.005, "peak_jy": 1.0, "flagged_fraction": 0.8, "solint": "int"},

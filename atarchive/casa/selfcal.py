@@ -8,8 +8,8 @@
 4. Each round solves gains against the current model (phase-only with the round's solution interval;
    a last amplitude+phase round when peak/rms allows), applies them, cleans inside the mask to
    ``nsigma`` (deep: every source in the next model, and a residual rms that shows what the round did)
-   and joins breizorro's mask of the result to the mask. The **guard** keeps a round only if the residual rms fell and the peak did
-   not fall by more than ``max_peak_drop``; otherwise it stops and the data stay as after the last round
+   and joins breizorro's mask of the result to the mask. The **guard** keeps a round only if the residual rms fell (or rose less
+   than the peak: the dynamic range rose) and the peak did not fall by more than ``max_peak_drop``; otherwise it stops and the data stay as after the last round
    kept. A target whose 1GC peak/rms is below ``min_peak_snr`` keeps its 1GC data, with the reason.
 5. Both the 1GC data and the data after the rounds kept are then cleaned inside the final mask to
    ``nsigma`` (deep, as the final image will be: on a sparse array the residual rms is the sidelobes
@@ -33,16 +33,26 @@ from .image import arcsec, lo_vis, masked_clean, pick_grid, robust_rms
 
 
 def keep_round(prev: dict, new: dict, *, max_peak_drop: float, flagged_limit: float = 0.5) -> tuple[bool, str]:
-    """Whether a self-calibration round improves on the previous one: its residual rms fell, its peak
-    did not fall by more than ``max_peak_drop`` (a fraction) and most solutions were found."""
+    """Whether a self-calibration round improves on the previous one: its residual rms fell — or rose
+    less than its peak did, so the dynamic range rose — its peak did not fall by more than
+    ``max_peak_drop`` (a fraction) and most solutions were found.
+
+    Why a rise is allowed: on a sparse array the residual of a deep clean is mostly the sidelobes of
+    what is left uncleaned, so it scales with the flux the round made coherent. Measured on the
+    self-cal test field (30° of phase noise): the first ``int`` round raised the peak 3.7 % and the
+    rms 1 %; refused, self-calibration stopped after the 60 s round with DR 1091 and the components
+    4-9 % low; kept, the next rounds went on to DR 1367 and every component within 4 %."""
     if new.get("flagged_fraction", 0.0) > flagged_limit:
         return False, (f"{new['flagged_fraction']:.0%} of the gain solutions failed (limit {flagged_limit:.0%}): "
                        f"too little signal for solint {new.get('solint')}")
-    if not new["rms_jy"] < prev["rms_jy"]:
-        return False, f"residual rms did not fall ({prev['rms_jy'] * 1e3:.2f} → {new['rms_jy'] * 1e3:.2f} mJy/beam)"
+    if not new["rms_jy"] < prev["rms_jy"] * max(1.0, new["peak_jy"] / prev["peak_jy"]):
+        return False, (f"residual rms did not fall ({prev['rms_jy'] * 1e3:.2f} → {new['rms_jy'] * 1e3:.2f} mJy/beam) "
+                       f"nor rise less than the peak ({prev['peak_jy']:.4f} → {new['peak_jy']:.4f} Jy/beam)")
     if new["peak_jy"] < (1.0 - max_peak_drop) * prev["peak_jy"]:
         return False, (f"peak fell by more than {max_peak_drop:.0%} ({prev['peak_jy']:.4f} → "
                        f"{new['peak_jy']:.4f} Jy/beam)")
+    if not new["rms_jy"] < prev["rms_jy"]:
+        return True, "dynamic range rose (rms rose less than the peak)"
     return True, "residual rms fell and the peak held"
 
 

@@ -1,6 +1,6 @@
 """selfcal: per target field and LO — rounds of self-calibration with a guard, between calibrate and
 image. The model comes from a clean inside a breizorro mask made on the previous restored image; a
-round is kept only if the residual rms falls and the peak holds. Its product is the target's data as
+round is kept only if the residual rms falls (or rises less than the peak) and the peak holds. Its product is the target's data as
 after the last round kept (the 1GC data when none was, with the reason), the final mask, and the 1GC
 image for the before/after comparison. ``rounds = 0`` turns the step off: targets are imaged from
 their 1GC data as before."""
@@ -18,7 +18,7 @@ class Selfcal(Step):
     name = StepName.SELFCAL
     casa_tools = True
     batchable = True
-    version = 1
+    version = 2  # 2: the guard keeps a round whose dynamic range rose (rms may rise less than the peak)
 
     def units(self, view: SessionView, up) -> list[UnitSpec]:
         settings = self.settings(view.cfg)

@@ -12,6 +12,7 @@ catalogue's step_runs, and the fluxes against the simulator's truth (calibrators
 target), so a fast-but-wrong run cannot pass. Each root is deleted after its measurement.
 
 Usage: python bench/realtime.py [--minutes 10 20 40] [--workers 0] [--root DIR]
+       python bench/realtime.py --summarise bench/results/realtime.json   (fit saved runs again)
 """
 
 from __future__ import annotations
@@ -197,7 +198,14 @@ def main() -> int:
                     help="observing lengths (minutes of data); default the ata-10min/20min/40min presets")
     ap.add_argument("--workers", type=int, default=0, help="0 = the default config's (number of cores)")
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()), help="where roots are made (and deleted)")
+    ap.add_argument("--summarise", type=Path, metavar="JSON",
+                    help="no runs: fit and print the runs saved in JSON (e.g. of an interrupted bench)")
     args = ap.parse_args()
+    if args.summarise:
+        data = json.loads(args.summarise.read_text())
+        for k in ("benchmark", "when", "machine", "cpus"):
+            data.pop(k, None)
+        return summarise(args.summarise.stem, data)
     minutes = sorted(args.minutes)
     name = "realtime" if minutes == [10, 20, 40] else "realtime_" + "-".join(f"{m:g}" for m in minutes)
     runs = []
@@ -211,6 +219,12 @@ def main() -> int:
               f"load {r['load_before'][0]} → {r['load_after'][0]}; peak RSS {r['peak_rss_tree_mb']} MB "
               f"(largest process {r['peak_rss_process_mb']} MB); fluxes {'OK' if r['fluxes']['ok'] else 'WRONG'} "
               f"(worst {r['fluxes']['worst_deviation']})", flush=True)
+    return summarise(name, data)
+
+
+def summarise(name: str, data: dict) -> int:
+    """The fit, the one-hour factor and the profile from ``data["runs"]``; saved and printed."""
+    runs = data["runs"]
     ok_runs = all(r["run_rc"] == 0 and r["failed_units"] == 0 for r in runs)
     ok_flux = all(r["fluxes"]["ok"] for r in runs)
     xs = [r["on_source_s"] / 60 for r in runs]
@@ -241,7 +255,7 @@ def main() -> int:
         print(line("realtime: fit wall = a + b·min", f"{f['a_s']:.0f}+{f['b_s_per_min']:.1f}m", "s", "linear",
                    f["max_residual_frac"] <= 0.1))
         for k, v in f["ratio_per_doubling"].items():
-            print(line(f"  ratio per doubling {k} min", f"{v:.2f}", "×", "~2", True))
+            print(line(f"  ratio per doubling {k} min", f"{v:.2f}", "×", "-", True))
     print(line("realtime: predicted processing, 60 min", f"{pred60:.0f}", "s", "<= 900", pred60 <= GOAL * 3600))
     print(line("realtime: processing / observing, one hour", f"{factor60:.3f}", "×", f"<= {GOAL}",
                factor60 <= GOAL and ok_runs and ok_flux))

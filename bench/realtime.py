@@ -267,10 +267,12 @@ def summarise(name: str, data: dict) -> int:
     for r in runs:
         print(line(f"  {r['minutes']:g} min: processing (scan + run)", f"{r['processing_s']:.1f}", "s", "-", True))
     if f:
-        print(line("realtime: fit wall = a + b·min", f"{f['a_s']:.0f}+{f['b_s_per_min']:.1f}m", "s", "linear",
+        print(line(f"realtime: fit wall = a + b·min ({len(runs)} lengths)", f"{f['a_s']:.0f}+{f['b_s_per_min']:.1f}m", "s", "linear",
                    f["max_residual_frac"] <= 0.1))
         for k, v in f["ratio_per_doubling"].items():
             print(line(f"  ratio per doubling {k} min", f"{v:.2f}", "×", "-", True))
+    if not f:
+        print("  (one length: no fit; the hour below is this run scaled proportionally, its fixed part included)")
     print(line("realtime: predicted processing, 60 min", f"{pred60:.0f}", "s", "<= 900", pred60 <= GOAL * 3600))
     print(line("realtime: processing / observing, one hour", f"{factor60:.3f}", "×", f"<= {GOAL}",
                factor60 <= GOAL and ok_runs and ok_flux))

@@ -592,6 +592,24 @@ def _simulate(spec: SimSpec, out_root: str | Path, progress) -> SimResult:
     return SimResult(sdir, truth_path, files)
 
 
+def on_source_s(spec: SimSpec) -> float:
+    """Seconds of data the session holds: each scan's whole integrations (slews not counted)."""
+    return sum(max(1, int(round(sc.duration_s / spec.integration_s))) * spec.integration_s for sc in spec.scans)
+
+
+def with_minutes(spec: SimSpec, minutes: float) -> SimSpec:
+    """``spec`` with every scan's duration scaled by the same factor so the session holds ``minutes`` of
+    data (slews not counted), each scan a whole number (≥ 1) of integrations; the scan pattern, sources,
+    LOs and everything else unchanged. The ``ata-*min`` presets are ``ata-10min`` scaled this way."""
+    if minutes <= 0:
+        raise SpecError("minutes must be > 0")
+    total = sum(sc.duration_s for sc in spec.scans)
+    scale = minutes * 60.0 / total
+    scans = [sc.model_copy(update={"duration_s": max(1, round(sc.duration_s * scale / spec.integration_s))
+                                   * spec.integration_s}) for sc in spec.scans]
+    return spec.model_copy(update={"scans": scans}, deep=True)
+
+
 def _names_of(nums: np.ndarray) -> list[str]:
     names, allnums, _ = _ata_antennas()
     lut = dict(zip(allnums.tolist(), names))

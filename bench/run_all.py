@@ -25,6 +25,10 @@ BENCHES = [
     ["dask_scale.py", "--real"],
     ["daemon_latency.py"],
     ["daemon_idle.py"],
+    # issue 15: an ATA-shaped session of 10, 20, 40 min (1.6/3.2/6.4 GB of uvh5, simulated untimed,
+    # ~25 min with the simulation): processing / observing time for one hour
+    ["realtime.py"],
+    ["compress_profile.py"],  # where compress (the largest share of realtime's unit-seconds) spends its time
 ]
 
 

@@ -15,7 +15,7 @@ class Image(Step):
     name = StepName.IMAGE
     casa_tools = True
     batchable = True
-    version = 3  # 2: imfit box shrinks on failure; 3: targets from self-calibrated data, .pbcor, residual/model FITS
+    version = 4  # 2: imfit box shrinks on failure; 3: targets from self-calibrated data, .pbcor, residual/model FITS; 4: maxpsffraction 0.5
 
     def params(self, cfg) -> dict:
         """The image settings as fingerprinted: the imager only when it is not the default (tclean), so

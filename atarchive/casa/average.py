@@ -30,6 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # numba is a pyuvdata dependency; without it the sums are numpy array operations
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
 _TOL = 0.01  # of an integration: a row this close to the bin's length still starts a new bin
 
 
@@ -73,6 +78,82 @@ def channel_axis(freqs: np.ndarray, widths: np.ndarray, chanbin: int) -> dict:
             "RESOLUTION": np.abs(w).sum(axis=1), "NUM_CHAN": n, "REF_FREQUENCY": float(f[0].mean())}
 
 
+def _accumulate(seg, data, good, w, c, sw, swd, swa, swda, ngood):
+    """One pass over the chunk: for output cell (seg[i], chan // c, pol), the summed weights and
+    weighted data of its unflagged samples (sw, swd, their count ngood) and of all samples (swa, swda)."""
+    n, nchan, npol = data.shape
+    nco = sw.shape[1]
+    for i in range(n):
+        o = seg[i]
+        for ch in range(nco * c):
+            b = ch // c
+            for p in range(npol):
+                wi = w[i, p]
+                v = data[i, ch, p] * wi
+                swa[o, b, p] += wi
+                swda[o, b, p] += v
+                if good[i, ch, p]:
+                    sw[o, b, p] += wi
+                    swd[o, b, p] += v
+                    ngood[o, b, p] += 1
+
+
+if numba is not None:
+    _accumulate = numba.njit(cache=True, nogil=True)(_accumulate)
+
+
+def _sums_numba(order, starts, counts, data, flags, weights, c, nco):
+    n, _, npol = data.shape
+    nout = len(starts)
+    seg = np.empty(n, np.int64)
+    seg[order] = np.repeat(np.arange(nout), counts)
+    shape = (nout, nco, npol)
+    sw, swa = np.zeros(shape), np.zeros(shape)
+    swd, swda = np.zeros(shape, np.complex128), np.zeros(shape, np.complex128)
+    ngood = np.zeros(shape, np.int64)
+    _accumulate(seg, data, ~flags, weights.astype(np.float32), c, sw, swd, swa, swda, ngood)
+    anygood = ngood > 0
+    return np.where(anygood, sw, swa), np.where(anygood, swd, swda), anygood
+
+
+def _sums_numpy(data, flags, order, w, starts, counts, c, nco):
+    """The same sums as ``_accumulate``, with numpy arrays (no numba)."""
+    nout = len(starts)
+
+    def rsum(x):
+        return np.add.reduceat(x, starts, axis=0)
+
+    def csum(x):
+        return x[:, :nco * c].reshape(x.shape[0], nco, c, *x.shape[2:]).sum(axis=2)
+
+    d = data[order]
+    good = ~flags[order]
+    # channel bins first (a reshape), then the rows of each output row
+    we = good * w[:, None, :]  # float32, rows × chan × pol: weights of unflagged samples
+    sw = rsum(csum(we))  # nout × nco × npol
+    swd = rsum(csum(we * d))
+    del we
+    anygood = rsum(csum(good)) > 0
+    flag_out = ~anygood
+    wsum, dsum = sw, swd
+    need = flag_out.any(axis=(1, 2))
+    if need.any():  # cells with every sample flagged: mean of all their samples, still flagged
+        seg = np.repeat(np.arange(nout), counts)
+        sel = need[seg]
+        sseg = seg[sel]
+        sub = np.flatnonzero(np.r_[True, sseg[1:] != sseg[:-1]])
+        ws_sel = w[sel]
+        swa = c * np.add.reduceat(ws_sel, sub, axis=0)[:, None, :]  # every channel of a bin: c samples
+        x = ws_sel[:, None, :] * d[sel]
+        swda = np.add.reduceat(csum(x), sub, axis=0)
+        del x
+        wsum, dsum = sw.copy(), swd.copy()
+        ag = anygood[need]
+        wsum[need] = np.where(ag, sw[need], swa)
+        dsum[need] = np.where(ag, swd[need], swda)
+    return wsum, dsum, anygood
+
+
 def average(time, bins, a1, a2, data, flags, weights, uvw, interval, exposure, chanbin: int) -> dict:
     """Average one chunk of rows. ``time`` (s), ``bins`` (time bin of each row), ``a1``/``a2``,
     ``uvw`` (rows × 3), ``interval``, ``exposure``: per row; ``data``/``flags`` (rows × chan × pol),
@@ -90,24 +171,13 @@ def average(time, bins, a1, a2, data, flags, weights, uvw, interval, exposure, c
     def rsum(x):  # sum over each output row's input rows (x in sorted order)
         return np.add.reduceat(x, starts, axis=0)
 
-    def csum(x):  # sum over each channel bin (axis 1)
-        return x[:, :nco * c].reshape(x.shape[0], nco, c, *x.shape[2:]).sum(axis=2)
-
-    d = data[order]
-    good = ~flags[order]
+    counts = np.diff(np.r_[starts, n])
     w = weights[order].astype(np.float32)
-    we = good * w[:, None, :]  # float32, rows × chan × pol
-    sw = csum(rsum(we))  # nout × nco × npol
-    swd = csum(rsum(we * d))
-    del we
-    anygood = csum(rsum(good.astype(np.int32))) > 0
+    if numba is not None:
+        wsum, dsum, anygood = _sums_numba(order, starts, counts, data, flags, weights, c, nco)
+    else:
+        wsum, dsum, anygood = _sums_numpy(data, flags, order, w, starts, counts, c, nco)
     flag_out = ~anygood
-    wsum, dsum = sw, swd
-    if flag_out.any():  # cells with every sample flagged: mean of all samples, still flagged
-        wb = np.broadcast_to(w[:, None, :], d.shape)
-        wsum = np.where(anygood, sw, csum(rsum(np.ascontiguousarray(wb))))
-        dsum = np.where(anygood, swd, csum(rsum(wb * d)))
-        del wb
     with np.errstate(invalid="ignore", divide="ignore"):
         vis = np.where(wsum > 0, dsum / np.where(wsum > 0, wsum, 1.0), 0.0).astype(np.complex64)
         ws = wsum.astype(np.float32)
@@ -125,11 +195,11 @@ def average(time, bins, a1, a2, data, flags, weights, uvw, interval, exposure, c
     iv = interval[order]
     ex = exposure[order]
     u = uvw[order]
-    rowgood = good.reshape(n, -1).any(axis=1)
+    rowgood = ~flags.reshape(n, -1).all(axis=1)[order]
     ngood = rsum(rowgood.astype(np.int64))
-    counted = rowgood | np.repeat(ngood == 0, np.diff(np.r_[starts, n]))
+    plain = np.repeat(ngood == 0, counts)
+    counted = rowgood | plain
     rw = np.where(counted, w.astype(np.float64).sum(axis=1), 0.0)
-    plain = np.repeat(ngood == 0, np.diff(np.r_[starts, n]))
     rw = np.where(plain, 1.0, rw)
     srw = rsum(rw)
     tc = rsum(rw * t) / srw

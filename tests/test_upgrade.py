@@ -59,6 +59,8 @@ def test_archive_of_release_0_1_0_migrates_and_plans_nothing(tmp_path):
                 assert EXPECTED_RERUNS[step["step"]] in u["reason"], (step["step"], u)
             else:
                 assert u["status"] == "ok", (step["step"], u)
+    cp = next(st for st in ex["steps"] if st["step"] == "copy")  # one pass: copy says it is off, and why
+    assert cp["units"] == [] and cp["status"] == "up to date" and "one_pass" in cp["reason"], cp
     if not EXPECTED_RERUNS:
         assert ex["state"] == "done"
     # every migration of this version applied to the old catalogue; the old rows kept

@@ -55,6 +55,9 @@ class CompressConfig(_Strict):
     timebin_s: float = Field(20.0, ge=0)
     chanbin: int = Field(4, ge=1)
     keep_fullres: bool = False
+    one_pass: bool = Field(True, description="convert, flag (AOFlagger) and average each scan-LO in one pass, never "
+                                             "writing the full-resolution MS (two steps when keep_fullres or "
+                                             "flagger tfcrop)")
     keep_averaged: bool = Field(True, description="keep the per-scan averaged MSs after concat; false deletes them "
                                                   "(remade from the full-resolution MS, or the source, if needed again)")
 

@@ -9,6 +9,7 @@ from .catalogue import Catalogue
 from .config import Config
 from .contracts import STEP_ORDER, SessionState, StepName, UnitStatus
 from .plan import SessionPlan, plan_all
+from .steps.copy import one_pass
 from .view import load_view
 
 FLUX_KEYS = ("session", "field", "role", "lo", "freq_hz", "flux_jy", "flux_err_jy", "peak_jy", "rms_jy",
@@ -90,6 +91,8 @@ def explain_data(cat: Catalogue, cfg: Config, ref: str) -> dict:
             upstream = [u for n in STEP_ORDER[:STEP_ORDER.index(name)] for u in p.units.get(n, {}).values()]
             if name == StepName.SELFCAL and cfg.steps.selfcal.rounds <= 0:
                 st, summ = "up to date", "off (steps.selfcal.rounds = 0)"
+            elif name == StepName.COPY and one_pass(cfg):
+                st, summ = "up to date", "off (steps.compress.one_pass: compress reads the uvh5 files)"
             elif p.state in (SessionState.INCOMPLETE, SessionState.FAILED):
                 st, summ = "waiting", f"session {p.state}"
             elif upstream and all(u.status == UnitStatus.OK for u in upstream):

@@ -140,7 +140,7 @@ class Reconciler:
                             fut, entries = self._submit(pool, p, batch)
                             inflight[fut] = entries
                     if inflight and len(inflight) < workers and not pool.remote and any(
-                            p.next_step and any(BY_NAME[s].casa_tools
+                            p.next_step and any(BY_NAME[s].uses_casa_tools(p.view.cfg)
                                                 for s in STEP_ORDER[STEP_ORDER.index(p.next_step):last_step + 1])
                             for p in plans):
                         SPARES.refill()  # CASA work ahead and a core free: load CASA for the next CASA units

@@ -14,6 +14,7 @@ BENCHES = [
     ["index_rate.py", "--files", "600"],
     ["plan_noop.py", "--sessions", "1000", "--scans", "50"],
     ["copy_rss.py"],
+    ["onepass.py", "--preset", "medium"],  # issue 15: copy + compress vs one pass (add --before a main checkout)
     ["convert_rate.py"],  # a real ATA scan-LO's shape: 28 antennas, 1344 channels
     ["convert_rate.py", "--antennas", "24", "--channels", "512", "--seconds", "240", "--name", "convert_rate_small"],
     # (bench/e2e.py --preset demo, per step including report, runs inside dask_scale.py)

@@ -343,3 +343,96 @@ def flag_and_score(items: list[dict], flagger: str, rfi: list[dict], work: str) 
         res = compress(in_ms=copy, out_ms=copy + ".avg", timebin_s=20.0, chanbin=4, flagger=flagger)
         out[name] = {"flagger": res["flagger"], **rfi_flag_scores(copy, rfi, it["lo"])}
     return {"by_ms": out}
+
+
+def plant_flags(ms: str, out: str) -> dict:
+    """Copy ``ms`` to ``out`` with flags planted (a whole row, a channel block of one baseline for the
+    whole scan, a baseline flagged throughout, one polarisation of one cell) and random SIGMA
+    (python-casacore)."""
+    import shutil
+
+    from casacore import tables
+
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(ms, out)
+    rng = np.random.default_rng(3)
+    with tables.table(out, readonly=False, ack=False) as t:
+        fl, tm, a1, a2 = t.getcol("FLAG"), t.getcol("TIME"), t.getcol("ANTENNA1"), t.getcol("ANTENNA2")
+        ut = np.unique(tm)
+        fl[(a1 == 0) & (a2 == 1) & (tm == ut[2])] = True
+        fl[(a1 == 0) & (a2 == 2), 5:9, :] = True
+        fl[(a1 == 1) & (a2 == 2)] = True
+        fl[(a1 == 1) & (a2 == 3), 10, 0] = True
+        t.putcol("FLAG", fl)
+        t.putcol("SIGMA", 0.5 + rng.random(t.getcol("SIGMA").shape))
+    return {"flagged": float(fl.mean())}
+
+
+def mstransform_cases(src: str, work: str, cases: list[list]) -> dict:
+    """CASA's mstransform of ``src`` for each (timebin_s, chanbin), as compress calls it (casatools)."""
+    from atarchive.casa._casa import casa
+
+    _, tasks = casa()
+    for timebin, chanbin in cases:
+        kw = {"timeaverage": True, "timebin": f"{timebin}s"} if timebin else {}
+        if chanbin > 1:
+            kw.update(chanaverage=True, chanbin=int(chanbin))
+        tasks.mstransform(vis=src, outputvis=os.path.join(work, f"mst_{timebin}_{chanbin}.ms"), datacolumn="data",
+                          keepflags=True, **kw)
+    return {}
+
+
+def compare_average(src: str, work: str, cases: list[list]) -> dict:
+    """``atarchive.casa.average`` of ``src`` against mstransform's output for each case: the main-table
+    columns and spectral-window values that differ beyond float tolerance (python-casacore)."""
+    from casacore import tables
+
+    from atarchive.casa import average
+
+    with tables.table(src, ack=False) as t:
+        cols = {c: t.getcol(c) for c in ("TIME", "ANTENNA1", "ANTENNA2", "DATA", "FLAG", "SIGMA", "UVW", "INTERVAL",
+                                          "EXPOSURE")}
+    with tables.table(os.path.join(src, "SPECTRAL_WINDOW"), ack=False) as sw:
+        freqs, widths = sw.getcell("CHAN_FREQ", 0), sw.getcell("CHAN_WIDTH", 0)
+    out = {}
+    for timebin, chanbin in cases:
+        t = cols["TIME"]
+        ut = np.unique(t)
+        bins = average.time_bins(ut, timebin, float(np.median(cols["INTERVAL"])))[np.searchsorted(ut, t)]
+        mine = average.average(t, bins, cols["ANTENNA1"], cols["ANTENNA2"], cols["DATA"], cols["FLAG"],
+                               1.0 / cols["SIGMA"].astype(np.float64) ** 2, cols["UVW"], cols["INTERVAL"],
+                               cols["EXPOSURE"], chanbin)
+        dst = os.path.join(work, f"mst_{timebin}_{chanbin}.ms")
+        diffs = []
+        with tables.table(dst, ack=False) as m:
+            if m.nrows() != mine["nrows"]:
+                out[f"{timebin}/{chanbin}"] = [f"rows {m.nrows()} vs {mine['nrows']}"]
+                continue
+            for c in ("TIME", "TIME_CENTROID", "INTERVAL", "EXPOSURE", "UVW", "ANTENNA1", "ANTENNA2", "DATA", "FLAG",
+                      "WEIGHT_SPECTRUM", "SIGMA_SPECTRUM", "WEIGHT", "SIGMA"):
+                x, y = m.getcol(c), mine[c]
+                same = np.array_equal(x, y) if x.dtype.kind in "bi" else np.allclose(x, y, rtol=2e-6, atol=1e-5)
+                if not same:
+                    diffs.append(c)
+        chan = average.channel_axis(freqs, widths, chanbin)
+        with tables.table(os.path.join(dst, "SPECTRAL_WINDOW"), ack=False) as sw:
+            for c in ("CHAN_FREQ", "CHAN_WIDTH", "EFFECTIVE_BW", "RESOLUTION", "NUM_CHAN", "REF_FREQUENCY"):
+                if not np.allclose(sw.getcell(c, 0), chan[c]):
+                    diffs.append(f"SPECTRAL_WINDOW.{c}")
+        out[f"{timebin}/{chanbin}"] = diffs
+    return out
+
+
+def averaged_flag_stats(a: str, b: str) -> dict:
+    """FLAG of two averaged MSs of the same rows (same order): flagged fractions and cells that differ."""
+    from casacore import tables
+
+    with tables.table(a, ack=False) as ta, tables.table(b, ack=False) as tb:
+        x, y = ta.getcol("FLAG"), tb.getcol("FLAG")
+        dx, dy = ta.getcol("DATA"), tb.getcol("DATA")
+        wx, wy = ta.getcol("WEIGHT_SPECTRUM"), tb.getcol("WEIGHT_SPECTRUM")
+    same_samples = ~x & ~y & np.isclose(wx, wy, rtol=1e-6)  # unflagged, averaged over the same samples
+    return {"flagged_a": float(x.mean()), "flagged_b": float(y.mean()), "differ": float((x != y).mean()),
+            "other_samples": float((~same_samples).mean()),
+            "data_close_where_same_samples": float(np.isclose(dx[same_samples], dy[same_samples], rtol=1e-5,
+                                                              atol=1e-6).mean()) if same_samples.any() else 1.0}

@@ -175,7 +175,8 @@ def test_role_overrides_change_roles_and_what_runs(tmp_path):
 
     def copied_scans():
         plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-        return sorted(p["unit"].split("/")[0] for p in plan if p["step"] == "copy" and p["unit"].endswith("LoA"))
+        # one pass: compress converts each scan-LO (copy has no units)
+        return sorted(p["unit"].split("/")[0] for p in plan if p["step"] == "compress" and p["unit"].endswith("LoA"))
 
     auto, _ = roles()
     assert auto == {"1331+305": ("flux_cal", None), "J1407+2827": ("phase_cal", None),

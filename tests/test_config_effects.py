@@ -105,8 +105,9 @@ def test_exclude_scans_and_targets_override_shape_concat_and_images(sess):
     assert any("target_1" in w for w in show["role_warnings"]), show["role_warnings"]
     imaged = {r["unit"].split("/")[0] for r in _runs(sess, "image")}
     assert imaged == {"1331+305", "J1407+2827"}
-    copied = {r["unit"].split("/")[0] for r in _runs(sess, "copy")}
+    copied = {r["unit"].split("/")[0] for r in _runs(sess, "compress")}  # one pass: compress converts
     assert sess["target_scan"] not in copied and len(copied) == len(truth["scans"]) - 2
+    assert _runs(sess, "copy") == []
 
 
 def test_timebin_and_max_gap(sess):
@@ -141,13 +142,18 @@ def test_compress_flagger_none_flags_nothing(sess):
 
 
 def test_copy_times_per_chunk(sess):
+    """One pass: chunks of at most times_per_chunk integrations, but whole time bins: 2 integrations a
+    chunk asked, 30 s bins of three 10 s integrations, so one bin a chunk."""
     by_stem = {s["stem"]: s for s in sess["truth"]["scans"]}
-    runs = _runs(sess, "copy")
+    n_int = sess["truth"]["spec"]["integration_s"]
+    assert TIMES_PER_CHUNK * n_int < TIMEBIN_S
+    runs = _runs(sess, "compress")
     assert runs
     for r in runs:
         res = json.loads(r["result"])
         n = by_stem[r["unit"].split("/")[0]]["integrations"]
-        assert res["ntimes"] == n and res["chunks"] == math.ceil(n / TIMES_PER_CHUNK), (r["unit"], res)
+        assert res["one_pass"] is True and res["ntimes"] == n, (r["unit"], res)
+        assert res["chunks"] == math.ceil(n * n_int / TIMEBIN_S) > 1, (r["unit"], res)
 
 
 def test_calibrate_rflag_false(sess):

@@ -156,7 +156,7 @@ def test_daemon_waits_for_growing_files_bad_input_fails_alone_new_scan_reopens(t
 
     def copies(key):
         return _catalogue_rows(conf, "SELECT r.unit, r.status FROM step_runs r JOIN sessions s ON s.id = r.session_id "
-                                     "WHERE s.key = ? AND r.step = 'copy'", [key])
+                                     "WHERE s.key = ? AND r.step = 'compress'", [key])
 
     try:
         wait_for(lambda: (s := status(conf))["daemon"] and s["daemon"]["alive"])
@@ -242,7 +242,7 @@ def test_sigterm_during_casa_step_then_restart_completes(conf, tmp_path):
     assert stopped["status"] in ("interrupted", "done")  # never left 'running', never half-done
     d = start(conf)
     try:
-        # the restart goes on: every copy, compress, concat and fix unit done (the real sample then
+        # the restart goes on: every compress (one pass), concat and fix unit done (the real sample then
         # fails calibrate with a clear permanent error: one normalised integration)
         wait_for(lambda: _catalogue_rows(conf, "SELECT 1 FROM step_runs WHERE step = 'fix' AND status = 'done'"),
                  timeout=240, every=1.0)
@@ -277,7 +277,7 @@ def _scrape(port: int) -> dict:
 
 def test_metrics_served_over_http(conf, tmp_path):
     """`daemon --metrics-port`: a real HTTP request to 127.0.0.1 while it works on two sessions, one
-    whose visibilities are corrupt (its copy fails)."""
+    whose visibilities are corrupt (its conversion, in compress's one pass, fails)."""
     from test_failures import _corrupt_visibilities
 
     put_real_nested(tmp_path / "storage")
@@ -293,14 +293,14 @@ def test_metrics_served_over_http(conf, tmp_path):
                 m = _scrape(port)
             except OSError:
                 return None
-            return m if m.get(("atarchive_units_failed_total", ("step", "copy"))) == 1 and \
-                m.get(("atarchive_units_run_total", ("step", "copy")), 0) >= 2 else None
+            return m if m.get(("atarchive_units_failed_total", ("step", "compress"))) == 1 and \
+                m.get(("atarchive_units_run_total", ("step", "compress")), 0) >= 2 else None
 
         m = wait_for(ready, timeout=240, every=1.0)
         # units run and failed by step, their durations, sessions by state
-        n_copy = m[("atarchive_units_run_total", ("step", "copy"))]
-        assert m[("atarchive_step_duration_seconds_count", ("step", "copy"))] == n_copy
-        assert m[("atarchive_step_duration_seconds_sum", ("step", "copy"))] > 0
+        n_copy = m[("atarchive_units_run_total", ("step", "compress"))]
+        assert m[("atarchive_step_duration_seconds_count", ("step", "compress"))] == n_copy
+        assert m[("atarchive_step_duration_seconds_sum", ("step", "compress"))] > 0
         assert m[("atarchive_sessions", ("state", "failed"))] == 1
         assert sum(v for k, v in m.items() if k[0] == "atarchive_sessions") == 2
         # the last scan, the heartbeat, the free space on the work root
@@ -318,7 +318,7 @@ def test_metrics_served_over_http(conf, tmp_path):
     keys = {"ts", "level", "event", "session", "step", "unit", "duration_s", "log_path"}
     assert all(keys <= set(e) for e in events) and "[green]" not in err
     failed = [e for e in events if e["event"] == "unit_failed"]
-    assert failed and failed[0]["step"] == "copy" and failed[0]["log_path"].endswith(".log")
+    assert failed and failed[0]["step"] == "compress" and failed[0]["log_path"].endswith(".log")
     assert failed[0]["ts"].endswith("+00:00") and failed[0]["level"] == "error"
     assert any(e["event"] == "message" and e["msg"].startswith("metrics: http://127.0.0.1:") for e in events)
     with pytest.raises(OSError):  # the port is closed with the daemon

@@ -1,4 +1,4 @@
-"""Failures end to end, through the CLI on the two real ATA files (copy only: seconds): a step that
+"""Failures end to end, through the CLI on the two real ATA files (the first step only, compress converting in one pass: seconds): a step that
 fails permanently fails its session alone, once, with its error in `status --json`, and `run` exits 1;
 a step over `execution.step_timeout_s` is killed and recorded; a run killed with -9 is cleaned up by
 the next (`interrupted_cleaned`)."""
@@ -73,23 +73,23 @@ def test_permanent_failure_fails_its_session_once_and_others_go_on(tmp_path):
         _corrupt_visibilities(f)
     conf = _conf(tmp_path, "[execution]\nmax_attempts = 3\nretry_backoff_s = 0\n")
     assert _cli(conf, "scan").returncode == 0
-    p = _cli(conf, "run", "--until", "copy", "--json")
+    p = _cli(conf, "run", "--until", "compress", "--json")
     assert p.returncode == 1, (p.stdout[-2000:], p.stderr[-2000:])
     out = json.loads(p.stdout)
     assert {"ran", "failed", "recovered", "interrupted_cleaned"} <= set(out)
-    assert [(f["session"], f["step"]) for f in out["failed"]] == [(BAD, "copy")]
+    assert [(f["session"], f["step"]) for f in out["failed"]] == [(BAD, "compress")]
     assert out["failed"][0]["temporary"] is False and "cannot read uvh5" in out["failed"][0]["error"]
     assert out["recovered"] == [] and out["interrupted_cleaned"] == 0
     # the good session was copied in the same run
-    assert [(r["session"], r["step"]) for r in out["ran"]] == [(GOOD, "copy")]
+    assert [(r["session"], r["step"]) for r in out["ran"]] == [(GOOD, "compress")]
     st = {s["key"]: s for s in json.loads(_cli(conf, "status", "--json").stdout)["sessions"]}
     assert st[BAD]["state"] == "failed" and "cannot read uvh5" in st[BAD]["error"], st[BAD]
     assert st[GOOD]["state"] != "failed" and not st[GOOD]["error"]
     # permanent: tried once although three attempts are allowed; recorded as not temporary
-    assert [(r["step"], r["status"], r["temporary"]) for r in _runs(conf, BAD)] == [("copy", "failed", 0)]
-    assert [(r["step"], r["status"]) for r in _runs(conf, GOOD)] == [("copy", "done")]
+    assert [(r["step"], r["status"], r["temporary"]) for r in _runs(conf, BAD)] == [("compress", "failed", 0)]
+    assert [(r["step"], r["status"]) for r in _runs(conf, GOOD)] == [("compress", "done")]
     # the plain-text run says so too, and a further run does not retry it
-    p2 = _cli(conf, "run", "--until", "copy")
+    p2 = _cli(conf, "run", "--until", "compress")
     assert len(_runs(conf, BAD)) == 1 and p2.returncode in (0, 1)
     assert "cannot read uvh5" in _cli(conf, "status").stdout
 
@@ -99,11 +99,11 @@ def test_step_over_step_timeout_is_killed_and_recorded(tmp_path):
     conf = _conf(tmp_path, "[execution]\nstep_timeout_s = 0.3\nmax_attempts = 2\nretry_backoff_s = 0\n")
     assert _cli(conf, "scan").returncode == 0
     t0 = time.time()
-    p = _cli(conf, "run", "--until", "copy", "--json")
+    p = _cli(conf, "run", "--until", "compress", "--json")
     assert p.returncode == 1, (p.stdout[-2000:], p.stderr[-2000:])
     assert time.time() - t0 < 60  # killed, not waited for
     runs = _runs(conf, GOOD)
-    assert [(r["step"], r["status"], r["temporary"]) for r in runs] == [("copy", "failed", 1)] * 2
+    assert [(r["step"], r["status"], r["temporary"]) for r in runs] == [("compress", "failed", 1)] * 2
     assert all("timed out after" in r["error"] for r in runs), [r["error"] for r in runs]
     pids = [r["worker_pid"] for r in runs]
     assert all(pids) and not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -117,7 +117,7 @@ def test_run_killed_mid_step_is_cleaned_by_the_next_run(tmp_path):
     put_real_nested(tmp_path / "storage")
     conf = _conf(tmp_path)
     assert _cli(conf, "scan").returncode == 0
-    proc = subprocess.Popen([*EXE, "--config", str(conf), "run", "--until", "copy"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*EXE, "--config", str(conf), "run", "--until", "compress"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline, running = time.time() + 120, []
@@ -131,8 +131,8 @@ def test_run_killed_mid_step_is_cleaned_by_the_next_run(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert [r["status"] for r in running] == ["running"], "the copy never started"
-    out = json.loads(_cli(conf, "run", "--until", "copy", "--json").stdout)
+    assert [r["status"] for r in running] == ["running"], "the conversion never started"
+    out = json.loads(_cli(conf, "run", "--until", "compress", "--json").stdout)
     assert out["interrupted_cleaned"] == 1 and out["failed"] == []
     assert [r["status"] for r in _runs(conf, GOOD)] == ["interrupted", "done"]
 
@@ -166,7 +166,7 @@ def test_a_unit_is_recorded_done_only_once_its_products_are_in_place(tmp_path, m
         Reconciler(cfg, cat).run([cat.session(GOOD)], until="compress")
     finally:
         cat.close()
-    assert len(seen) == 2  # copy and compress
+    assert len(seen) == 1  # compress (one pass: copy has no units)
     for run_id, prods in seen:
         assert prods, f"run {run_id} recorded done with no product"
         assert all(exists and not tmps for _, exists, tmps in prods), prods

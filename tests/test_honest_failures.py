@@ -105,7 +105,7 @@ def test_an_os_error_that_cannot_go_away_fails_once_counted_in_units(tmp_path):
     assert len(runs) == len(units) and all(st == "failed" and t == 0 for _, _, st, t, _ in runs), runs
     assert len(out["failed"]) == len(units) and out["ran"] == []
     assert err in {e for *_, e in runs} and "\n" not in err and len(err) <= 300
-    assert err.startswith("copy ") and "NotADirectoryError" in err and err.endswith(".log)"), err
+    assert err.startswith("compress ") and "NotADirectoryError" in err and err.endswith(".log)"), err
     again = _cli(conf, "run", check=0)  # nothing retried: the session stays failed, and run says so
     assert again.stdout.startswith("nothing to run: 1 session(s) failed") and "Traceback" not in again.stderr
 
@@ -133,8 +133,8 @@ def test_json_log_events_and_progress_on_stderr(tmp_path):
     put_real_nested(tmp_path / "storage", project="p002", session="2024-12-13-01:00:00")
     conf = _conf(tmp_path)
     _cli(conf, "scan", check=0)
-    r = _cli(conf, "--log-format", "json", "run", "--until", "copy", "--json", check=0)
-    assert [u["step"] for u in json.loads(r.stdout)["ran"]] == ["copy", "copy"]
+    r = _cli(conf, "--log-format", "json", "run", "--until", "compress", "--json", check=0)
+    assert [u["step"] for u in json.loads(r.stdout)["ran"]] == ["compress", "compress"]
     events = [json.loads(line) for line in r.stderr.splitlines()]
     keys = ["ts", "level", "event", "session", "step", "unit", "duration_s", "log_path"]
     assert events and all(list(e)[:8] == keys for e in events), events
@@ -148,11 +148,11 @@ def test_json_log_events_and_progress_on_stderr(tmp_path):
     # the config key alone, and text progress lines on stderr when --json
     (tmp_path / "atarchive.toml").write_text(conf.read_text().replace('catalogue = "cat.db"',
                                                                       'catalogue = "cat.db"\nlog_format = "json"'))
-    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "copy", check=0)
-    r = _cli(conf, "run", "--until", "copy", check=0)
+    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "compress", check=0)
+    r = _cli(conf, "run", "--until", "compress", check=0)
     assert [json.loads(line)["event"] for line in r.stderr.splitlines()] == ["unit_started", "unit_done"]
     conf.write_text(conf.read_text().replace('log_format = "json"', 'log_format = "text"'))
-    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "copy", check=0)
-    r = _cli(conf, "run", "--until", "copy", "--json", check=0)
+    _cli(conf, "reprocess", "p001/2024-12-12-17:29:25", "--from", "compress", check=0)
+    r = _cli(conf, "run", "--until", "compress", "--json", check=0)
     assert json.loads(r.stdout)["failed"] == []
-    assert "done p001/2024-12-12-17:29:25 copy " in r.stderr and " · copy 1/1" in r.stderr, r.stderr
+    assert "done p001/2024-12-12-17:29:25 compress " in r.stderr and " · compress 1/1" in r.stderr, r.stderr

@@ -54,7 +54,7 @@ def test_unwritable_work_root_is_a_temporary_error_then_recovers(tmp_path, work_
     else:  # fill it: nothing but a few KB left
         subprocess.run(["mount", "-o", "remount,size=1m", str(work_mount)], check=True)
         (work_mount / "filler").write_bytes(b"\0" * (1024 * 1024 - 8192))
-    run = subprocess.Popen([*EXE, "--config", str(conf), "run", "--until", "copy", "--json"], stdout=subprocess.PIPE,
+    run = subprocess.Popen([*EXE, "--config", str(conf), "run", "--until", "compress", "--json"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         t0 = time.time()
@@ -76,15 +76,15 @@ def test_unwritable_work_root_is_a_temporary_error_then_recovers(tmp_path, work_
             run.kill()
     assert run.returncode == 0, (out[-2000:], err[-2000:])
     runs = _runs(tmp_path / "cat.db")
-    assert [r["status"] for r in runs if r["step"] == "copy"][-1] == "done"
+    assert [r["status"] for r in runs if r["step"] == "compress"][-1] == "done"
     # `run --json` says the failed attempts were made good by the retry, and nothing stays failed
     summary = json.loads(out)
-    assert summary["failed"] == [] and [r["step"] for r in summary["ran"]] == ["copy"]
+    assert summary["failed"] == [] and [r["step"] for r in summary["ran"]] == ["compress"]
     n_failed = sum(r["status"] == "failed" for r in runs)
-    assert [(r["step"], r["status"]) for r in summary["recovered"]] == [("copy", "failed")] * n_failed
+    assert [(r["step"], r["status"]) for r in summary["recovered"]] == [("compress", "failed")] * n_failed
     ms = list(work_mount.rglob("*.ms"))
     assert len(ms) == 1 and not list(work_mount.rglob("*.tmp-*"))
     st = json.loads(subprocess.run([*EXE, "--config", str(conf), "explain", "2024-12-12-17:29:25", "--json"],
                                    capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout)
-    assert next(s for s in st["steps"] if s["step"] == "copy")["status"] == "up to date"
+    assert next(s for s in st["steps"] if s["step"] == "compress")["status"] == "up to date"
     assert tree_checksums(storage) == before

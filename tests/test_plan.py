@@ -78,17 +78,26 @@ def run_all(view, runs, exists=lambda p: True):
     return plan(view, runs, exists=exists)
 
 
-def test_fresh_session_starts_with_copy_per_scan_and_lo(tmp_path):
+def test_fresh_session_starts_with_one_compress_per_scan_and_lo(tmp_path):
+    """One pass (the default): compress reads each scan-LO's uvh5 files, copy has no units; two steps
+    (one_pass false, keep_fullres or tfcrop): copy per scan-LO first."""
     p = plan(_view(tmp_path), Runs())
-    assert p.state == "pending" and p.next_step == "copy"
+    assert p.state == "pending" and p.next_step == "compress" and p.units["copy"] == {}
     # 7 scans × 2 LOs, less the earlier 3C286 scan that concat drops (not converted at all)
-    assert len(p.units["copy"]) == 12 and {u.reason for u in p.units["copy"].values()} == {"never run"}
-    assert not any("_3C286_" in k and "uvh5_60000_1000_0" in k for k in p.units["copy"])
+    assert len(p.units["compress"]) == 12 and {u.reason for u in p.units["compress"].values()} == {"never run"}
+    assert not any("_3C286_" in k and "uvh5_60000_1000_0" in k for k in p.units["compress"])
     everything = plan(_view(tmp_path, steps={"copy": {"convert_dropped": True}}), Runs())
-    assert len(everything.units["copy"]) == 14
+    assert len(everything.units["compress"]) == 14
     # the choice is not a product property: converting the dropped scan too leaves the others up to date
-    assert {k: u.fingerprint for k, u in everything.units["copy"].items() if k in p.units["copy"]} == {
-        k: u.fingerprint for k, u in p.units["copy"].items()}
+    assert {k: u.fingerprint for k, u in everything.units["compress"].items() if k in p.units["compress"]} == {
+        k: u.fingerprint for k, u in p.units["compress"].items()}
+    two = plan(_view(tmp_path, steps={"compress": {"one_pass": False}}), Runs())
+    assert two.next_step == "copy" and len(two.units["copy"]) == 12 and set(two.units["compress"]) == set(
+        p.units["compress"])
+    two_all = plan(_view(tmp_path, steps={"compress": {"one_pass": False}, "copy": {"convert_dropped": True}}), Runs())
+    assert len(two_all.units["copy"]) == 14
+    assert {k: u.fingerprint for k, u in two_all.units["copy"].items() if k in two.units["copy"]} == {
+        k: u.fingerprint for k, u in two.units["copy"].items()}
 
 
 def test_concat_drops_all_but_last_flux_cal_scan(tmp_path):
@@ -100,7 +109,7 @@ def test_concat_drops_all_but_last_flux_cal_scan(tmp_path):
     view2 = _view(tmp_path, steps={"concat": {"flux_cal_scans": "all"}})
     (c2,) = run_all(view2, Runs()).units["concat"].values()
     assert c2.spec.params["dropped"] == [] and len(c2.spec.inputs) == 14
-    assert len(run_all(view2, Runs()).units["copy"]) == 14  # kept scans are converted
+    assert len(run_all(view2, Runs()).units["compress"]) == 14  # kept scans are converted
 
 
 def test_everything_done_is_up_to_date(tmp_path):
@@ -128,11 +137,11 @@ def test_compress_param_change_reruns_compress_concat_fix_and_later_only(tmp_pat
 def test_released_fullres_copy_is_remade_when_compress_must_rerun(tmp_path):
     runs = Runs()
     fullres = lambda p: "/ms/fullres/" not in str(p)  # noqa: E731 - full-res MSs deleted after compress
-    run_all(_view(tmp_path), runs)  # each full-res MS exists until its compress has run
-    p = plan(_view(tmp_path), runs, exists=fullres)
+    run_all(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)  # each full-res MS exists until its compress has run
+    p = plan(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs, exists=fullres)
     assert p.state == "done"
     assert {u.reason for u in p.units["copy"].values()} == {"up to date (product released after use)"}
-    p = plan(_view(tmp_path, steps={"compress": {"chanbin": 8}}), runs, exists=fullres)
+    p = plan(_view(tmp_path, steps={"compress": {"chanbin": 8, "one_pass": False}}), runs, exists=fullres)
     assert p.next_step == "copy"
     assert {u.reason for u in p.units["copy"].values()} == {
         "needed again by compress (its product was removed after use)"}
@@ -142,7 +151,7 @@ def test_released_fullres_copy_is_remade_when_compress_must_rerun(tmp_path):
 def test_released_averaged_and_fullres_are_remade_when_a_new_scan_reopens_concat(tmp_path):
     runs = Runs()
     gone = lambda p: "/ms/fullres/" not in str(p) and "/ms/avg/" not in str(p)  # noqa: E731 - both released
-    cfg = {"steps": {"compress": {"keep_averaged": False}}}
+    cfg = {"steps": {"compress": {"keep_averaged": False, "one_pass": False}}}
     run_all(_view(tmp_path, **cfg), runs)
     p = plan(_view(tmp_path, **cfg), runs, exists=gone)
     assert p.state == "done"
@@ -164,32 +173,47 @@ def test_released_averaged_and_fullres_are_remade_when_a_new_scan_reopens_concat
         "needed again by concat (its product was removed after use)"}
 
 
+def test_one_pass_remakes_released_averaged_ms_from_the_source(tmp_path):
+    """One pass: a released averaged MS needed again is made again straight from the uvh5 files."""
+    runs = Runs()
+    gone = lambda p: "/ms/avg/" not in str(p)  # noqa: E731 - released
+    cfg = {"steps": {"compress": {"keep_averaged": False}}}
+    run_all(_view(tmp_path, **cfg), runs)
+    assert plan(_view(tmp_path, **cfg), runs, exists=gone).state == "done"
+    p = plan(_view(tmp_path, extra_scan=True, **cfg), runs, exists=gone)
+    assert p.next_step == "compress" and p.units["copy"] == {}
+    comp = {u.key: u.reason for u in p.units["compress"].values()}
+    assert {r for k, r in comp.items() if "_7_target" in k} == {"never run"}
+    assert {r for k, r in comp.items() if "_7_target" not in k and "_0_3C286" not in k} == {
+        "needed again by concat (its product was removed after use)"}
+
+
 def test_step_version_bump_reruns_it(tmp_path, monkeypatch):
     runs = Runs()
-    run_all(_view(tmp_path), runs)
+    run_all(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
     monkeypatch.setattr(BY_NAME["fix"], "version", 2)
-    p = plan(_view(tmp_path), runs)
+    p = plan(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
     assert p.next_step == "fix" and p.units["fix"][""].reason == "step version 1→2"
     assert p.units["calibrate"][""].reason == "input changed: fix"
 
 
 def test_software_change_is_named(tmp_path, monkeypatch):
     runs = Runs()
-    run_all(_view(tmp_path), runs)
+    run_all(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
     from atarchive import fingerprint
 
     real = fingerprint.software_versions
     monkeypatch.setattr("atarchive.plan.fp.software_versions",
                         lambda kind: {**real(kind), **({"casatools": "9.9"} if kind == "casa" else {})})
-    p = plan(_view(tmp_path), runs)
+    p = plan(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
     assert p.next_step == "compress"
     assert "software changed: casatools" in next(iter(p.units["compress"].values())).reason
 
 
 def test_reprocess_from_concat_forces_concat_and_later(tmp_path):
     runs = Runs()
-    run_all(_view(tmp_path), runs)
-    p = plan(_view(tmp_path), runs, forces=[{"from_step": "concat", "created": time.time() + 1}])
+    run_all(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
+    p = plan(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs, forces=[{"from_step": "concat", "created": time.time() + 1}])
     assert p.next_step == "concat"
     assert all(u.status == "ok" for s in ("copy", "compress") for u in p.units[s].values())
     assert p.units["concat"][""].reason == "forced by `atarchive reprocess`"
@@ -198,8 +222,8 @@ def test_reprocess_from_concat_forces_concat_and_later(tmp_path):
 
 def test_new_scan_reopens_the_session(tmp_path):
     runs = Runs()
-    run_all(_view(tmp_path), runs)
-    p = plan(_view(tmp_path, extra_scan=True), runs)
+    run_all(_view(tmp_path, steps={"compress": {"one_pass": False}}), runs)
+    p = plan(_view(tmp_path, extra_scan=True, steps={"compress": {"one_pass": False}}), runs)
     assert p.next_step == "copy"
     pending = [u for u in p.units["copy"].values() if u.status == "pending"]
     assert len(pending) == 2 and {u.reason for u in pending} == {"never run"}
@@ -207,7 +231,7 @@ def test_new_scan_reopens_the_session(tmp_path):
 
 
 def test_permanent_failure_fails_the_session_and_temporary_is_retried(tmp_path):
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     runs = Runs()
     p = plan(view, runs)
     units = list(p.units["copy"].values())
@@ -223,7 +247,7 @@ def test_permanent_failure_fails_the_session_and_temporary_is_retried(tmp_path):
 
 
 def test_exhausted_retries_fail(tmp_path):
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     runs = Runs()
     u = next(iter(plan(view, runs).units["copy"].values()))
     for a in (1, 2, 3):
@@ -238,7 +262,7 @@ def test_session_error_is_the_runs_one_line_error(tmp_path):
     line, not wrapped in a second "step unit: failed: …"."""
     from atarchive.errors import error_line
 
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     runs = Runs()
     u = next(iter(plan(view, runs).units["copy"].values()))
     line = error_line("copy", u.key, "RuntimeError: truncated file", "/w/logs/copy.log")
@@ -248,7 +272,7 @@ def test_session_error_is_the_runs_one_line_error(tmp_path):
 
 
 def test_running_unit_is_not_planned_again(tmp_path):
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     runs = Runs()
     u = next(iter(plan(view, runs).units["copy"].values()))
     runs.record(u, status="running", finished=None)
@@ -258,10 +282,10 @@ def test_running_unit_is_not_planned_again(tmp_path):
 
 
 def test_incomplete_and_failed_sessions_plan_nothing(tmp_path):
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     view.session["ingest_state"] = "incomplete"
     assert plan(view, Runs()).state == "incomplete" and plan(view, Runs()).pending() == []
-    view = _view(tmp_path)
+    view = _view(tmp_path, steps={"compress": {"one_pass": False}})
     view.session.update(ingest_state="failed", error="x.uvh5: empty file (0 bytes)")
     p = plan(view, Runs())
     assert p.state == "failed" and p.error.endswith("empty file (0 bytes)")

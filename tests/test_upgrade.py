@@ -22,9 +22,9 @@ EXPECTED_RERUNS: dict[str, str] = {
     "image": "step version 2→4",  # 4: cleans capped at maxpsffraction 0.5
     "sources": "never run",  # issue 14: a new step (PyBDSF on the target images)
     "report": "step version 1→2",  # issue 14: verdict + sources table on the QA page
-    # compress 2: aoflagger is a dependency, so flagger "auto" flags with it instead of CASA tfcrop
+    # compress 2: aoflagger is a dependency, so flagger "auto" flags with it instead of CASA tfcrop, and it
+    # reads the uvh5 files itself (one pass): copy has no units, nothing of it reruns
     "compress": "step version 1→2",
-    "copy": "needed again by compress",  # its full-resolution MS was removed after compress used it
     "concat": "input changed: compress",
     "fix": "input changed: concat",
     "calibrate": "input changed: fix",
@@ -59,6 +59,8 @@ def test_archive_of_release_0_1_0_migrates_and_plans_nothing(tmp_path):
                 assert EXPECTED_RERUNS[step["step"]] in u["reason"], (step["step"], u)
             else:
                 assert u["status"] == "ok", (step["step"], u)
+    cp = next(st for st in ex["steps"] if st["step"] == "copy")  # one pass: copy says it is off, and why
+    assert cp["units"] == [] and cp["status"] == "up to date" and "one_pass" in cp["reason"], cp
     if not EXPECTED_RERUNS:
         assert ex["state"] == "done"
     # every migration of this version applied to the old catalogue; the old rows kept
@@ -133,11 +135,12 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     (tmp_path / "work").mkdir()
     atarchive_ok(conf, "scan")
     plan = json.loads(atarchive_ok(conf, "run", "--dry-run", "--json"))
-    order = ["copy", "compress", "concat", "fix", "calibrate", "image", "sources", "report"]  # selfcal: off
+    # selfcal: off; copy: none (compress converts, flags and averages in one pass)
+    order = ["compress", "concat", "fix", "calibrate", "image", "sources", "report"]
     steps = [r["step"] for r in plan]
     assert steps == sorted(steps, key=order.index) and set(steps) == set(order), steps
     n_fields, n_los = len(truth["sources"]), len(truth["los"])
-    assert steps.count("image") == n_fields * n_los and steps.count("copy") == steps.count("compress")
+    assert steps.count("image") == n_fields * n_los and steps.count("copy") == 0
     assert steps.count("selfcal") == 0  # self-calibration is off by default
     assert steps.count("sources") == n_los  # one target: its image in every LO
     assert all(r["unit"] is not None and r["reason"] == "never run" for r in plan)
@@ -145,6 +148,6 @@ def test_dry_run_shows_the_whole_plan_of_a_new_session(tmp_path):
     first_fc = min((s for s in json.loads(atarchive_ok(conf, "show", SESSION, "--json"))["scans"]
                     if s["field"] == "1331+305"), key=lambda s: s["start_mjd"])["stem"]
     assert list(concat["dropped"]) == [first_fc]
-    assert not any(r["unit"].startswith(first_fc) for r in plan if r["step"] == "copy")  # not converted
+    assert not any(r["unit"].startswith(first_fc) for r in plan if r["step"] == "compress")  # not converted
     text = atarchive_ok(conf, "run", "--dry-run")
     assert f"{len(plan)} unit(s) to run" in text and f"drops {first_fc}" in text and "report (1): never run" in text

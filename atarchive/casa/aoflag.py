@@ -45,13 +45,23 @@ def available() -> bool:
     return True
 
 
+def _nanmedian0(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=0)``, the same values, by one sort (numpy takes a masked-array path for
+    short axes that cost ~5 ms a call: most of a baseline's flagging time outside AOFlagger)."""
+    s = np.sort(x, axis=0)  # NaNs last
+    n = np.sum(~np.isnan(x), axis=0, keepdims=True)
+    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0), axis=0)
+    hi = np.take_along_axis(s, np.minimum(n // 2, x.shape[0] - 1), axis=0)
+    return ((lo + hi) / 2)[0]
+
+
 def _running_median(x: np.ndarray, window: int) -> np.ndarray:
     """Median of ``x`` (channels × …) over ``window`` neighbouring channels, NaN-aware, edges shrunk."""
     n = x.shape[0]
     h = window // 2
     pad = np.concatenate([np.full((h,) + x.shape[1:], np.nan), x, np.full((h,) + x.shape[1:], np.nan)])
     win = np.lib.stride_tricks.sliding_window_view(pad, window, axis=0)[:n]
-    return np.nanmedian(win, axis=-1)
+    return _nanmedian0(np.moveaxis(win, -1, 0))
 
 
 def steady_channels(amp_median: np.ndarray) -> np.ndarray:
@@ -63,7 +73,7 @@ def steady_channels(amp_median: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         smooth = _running_median(amp_median, _WINDOW)
         excess = amp_median - smooth
-        mad = np.nanmedian(np.abs(excess - np.nanmedian(excess, axis=0)), axis=0)
+        mad = _nanmedian0(np.abs(excess - _nanmedian0(excess)))
         noise = 1.4826 * mad
         out = (excess > _CHANNEL_SIGMA * np.where(noise > 0, noise, np.inf)) & (excess > _MIN_EXCESS * smooth)
     return np.asarray(out.any(axis=1))
@@ -106,7 +116,7 @@ def flag_baseline(vis: np.ndarray, flags: np.ndarray) -> np.ndarray:
     amp[flags] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels
-        med = np.nanmedian(amp, axis=0)  # nchan × npol: the baseline's spectrum, steady part
+        med = _nanmedian0(amp)  # nchan × npol: the baseline's spectrum, steady part
     out[:, steady_channels(med)] = True
     scale = np.where(np.isfinite(med) & (med > 0), med, 1.0).astype(np.float32)
     with warnings.catch_warnings():

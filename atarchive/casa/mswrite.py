@@ -57,81 +57,105 @@ def _row_chunks(time_array: np.ndarray, times_per_chunk: int | None) -> list[tup
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> int:
-    """Write ``out_ms`` for ``meta`` (merged metadata of ``files_by_freq``, in that frequency order,
-    antennas renumbered). Returns the number of row chunks."""
-    from astropy.time import Time
-    from pyuvdata import utils
-    from pyuvdata.utils.io import ms as ms_utils
+class Reader:
+    """The rows of a scan-LO as they go into its MS: (merged, renumbered) metadata ``meta`` of
+    ``files_by_freq`` (in that frequency order). ``chunks`` yields row ranges with their data, flags
+    and nsamples already in MS conventions (conjugated, CASA polarisation order, baselines turned to
+    ant1 < ant2, real parallel-hand autocorrelations). Turns ``meta``'s baselines in place."""
 
-    import h5py
+    def __init__(self, meta, files_by_freq: list[str]):
+        from pyuvdata import utils
 
-    from .h5chunks import read_rows
+        self.meta, self.files = meta, files_by_freq
+        self.pol_order = np.asarray(utils.pol.determine_pol_order(meta.polarization_array, order="CASA"))
+        self.inv_order = np.argsort(self.pol_order)
+        casa_pols = meta.polarization_array[self.pol_order]
+        self.same = np.isin(casa_pols, PARALLEL_HANDS)
+        if meta.scan_number_array is None:
+            meta._set_scan_numbers()
+        # write_ms turns baselines to ant1 < ant2 when both orders occur: the same rows here. Data are read
+        # straight into CASA polarisation order; a turned row takes its conjugate polarisations (q).
+        self.flip = np.zeros(meta.Nblts, bool)
+        self.q = None
+        if np.any(meta.ant_1_array < meta.ant_2_array) and np.any(meta.ant_1_array > meta.ant_2_array):
+            self.flip = meta.ant_1_array > meta.ant_2_array
+            conj_perm = np.argsort(utils.pol.reorder_conj_pols(meta.polarization_array))
+            self.q = self.inv_order[conj_perm[self.pol_order]]
+            meta.conjugate_bls("ant1<ant2")  # metadata only: uvw, antennas, baselines
+        self.autos = meta.ant_1_array == meta.ant_2_array
 
-    pol_order = np.asarray(utils.pol.determine_pol_order(meta.polarization_array, order="CASA"))
-    casa_pols = meta.polarization_array[pol_order]
-    same = np.isin(casa_pols, PARALLEL_HANDS)
-    if meta.scan_number_array is None:
-        meta._set_scan_numbers()
-    # write_ms turns baselines to ant1 < ant2 when both orders occur: the same rows here. Data are read
-    # straight into CASA polarisation order; a turned row takes its conjugate polarisations (q).
-    flip = np.zeros(meta.Nblts, bool)
-    inv_order = np.argsort(pol_order)
-    if np.any(meta.ant_1_array < meta.ant_2_array) and np.any(meta.ant_1_array > meta.ant_2_array):
-        flip = meta.ant_1_array > meta.ant_2_array
-        conj_perm = np.argsort(utils.pol.reorder_conj_pols(meta.polarization_array))
-        q = inv_order[conj_perm[pol_order]]
-        meta.conjugate_bls("ant1<ant2")  # metadata only: uvw, antennas, baselines
-    autos = meta.ant_1_array == meta.ant_2_array
-    ms = ms_utils.init_ms_file(out_ms)
-    try:
-        ms.addrows(meta.Nblts)
-        handles = [h5py.File(f, "r") for f in files_by_freq]
+    def chunks(self, ranges: list[tuple[int, int]]):
+        """Yield (a, b, data, flags, nsamples) for each row range [a, b): complex64, bool and float32
+        arrays (rows × channels × polarisations)."""
+        import h5py
+
+        from .h5chunks import read_rows
+
+        meta = self.meta
+        handles = [h5py.File(f, "r") for f in self.files]
         try:
             edges = np.r_[0, np.cumsum([h["Header/Nfreqs"][()] for h in handles])]
-            garbage = False
-            weights = np.empty((meta.Nblts, meta.Npols))
-            chunks = _row_chunks(meta.time_array, times_per_chunk)
-            for a, b in chunks:
+            for a, b in ranges:
                 shape = (b - a, meta.Nfreqs, meta.Npols)
                 data, flags, ns = np.empty(shape, np.complex64), np.empty(shape, bool), np.empty(shape, np.float32)
-                for f, h, c0, c1 in zip(files_by_freq, handles, edges[:-1], edges[1:]):
+                for f, h, c0, c1 in zip(self.files, handles, edges[:-1], edges[1:]):
                     try:
                         for name, arr in (("visdata", data), ("flags", flags), ("nsamples", ns)):
-                            read_rows(h["Data"][name], a, b, out=arr[:, c0:c1], pols=pol_order)
+                            read_rows(h["Data"][name], a, b, out=arr[:, c0:c1], pols=self.pol_order)
                     except (OSError, KeyError, ValueError) as err:  # e.g. a file cut short after its header
                         raise PermanentStepError(f"{f}: cannot read uvh5 data: {str(err).splitlines()[0]}") from None
                 np.conjugate(data, out=data)  # MS convention (flip_conj)
-                f = flip[a:b]
+                f = self.flip[a:b]
                 if f.any():
+                    q = self.q
                     data[f] = np.conjugate(data[f])[:, :, q]
                     flags[f] = flags[f][:, :, q]
                     ns[f] = ns[f][:, :, q]
-                lo, hi = ns.min(), ns.max()
-                garbage = garbage or nsamples_garbage(lo, hi)
-                auto = autos[a:b]
+                auto = self.autos[a:b]
                 if np.any(auto):
                     sel = data[auto]
-                    sel[..., same] = np.abs(sel[..., same])
+                    sel[..., self.same] = np.abs(sel[..., self.same])
                     data[auto] = sel
-                ms.putcol("DATA", data, a, b - a)
-                ms.putcol("FLAG", flags, a, b - a)
-                if not garbage:
-                    med = np.full(shape[::2], lo) if lo == hi else np.median(ns, axis=1)
-                    weights[a:b] = med[:, inv_order]  # pyuvdata: per polarisation in file order
-                    ms.putcol("WEIGHT_SPECTRUM", ns, a, b - a)
+                yield a, b, data, flags, ns
                 del data, flags, ns
-            if garbage:  # every row unit weight, as the pyuvdata path sets it
-                weights[:] = 1.0
-                ones = np.ones((min(meta.Nblts, 4096), meta.Nfreqs, meta.Npols), np.float32)
-                for a in range(0, meta.Nblts, len(ones)):
-                    n = min(len(ones), meta.Nblts - a)
-                    ms.putcol("WEIGHT_SPECTRUM", ones[:n], a, n)
         finally:
             for h in handles:
                 h.close()
-        times, inv = np.unique(meta.time_array, return_inverse=True)
-        mjd_s = (Time(times, format="jd", scale="utc").mjd * 86400.0)[inv]
+
+    def row_weights(self, ns: np.ndarray) -> np.ndarray:
+        """WEIGHT of these rows as ``write_ms`` sets it (median nsample over channels, per polarisation
+        in file order), from nsamples in CASA order; the caller handles garbage nsamples."""
+        lo, hi = ns.min(), ns.max()
+        med = np.full((ns.shape[0], ns.shape[2]), lo) if lo == hi else np.median(ns, axis=1)
+        return med[:, self.inv_order]
+
+
+def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int | None = None) -> int:
+    """Write ``out_ms`` for ``meta`` (merged metadata of ``files_by_freq``, in that frequency order,
+    antennas renumbered). Returns the number of row chunks."""
+    from pyuvdata.utils.io import ms as ms_utils
+
+    rd = Reader(meta, files_by_freq)
+    ms = ms_utils.init_ms_file(out_ms)
+    try:
+        ms.addrows(meta.Nblts)
+        garbage = False
+        weights = np.empty((meta.Nblts, meta.Npols))
+        chunks = _row_chunks(meta.time_array, times_per_chunk)
+        for a, b, data, flags, ns in rd.chunks(chunks):
+            garbage = garbage or nsamples_garbage(ns.min(), ns.max())
+            ms.putcol("DATA", data, a, b - a)
+            ms.putcol("FLAG", flags, a, b - a)
+            if not garbage:
+                weights[a:b] = rd.row_weights(ns)
+                ms.putcol("WEIGHT_SPECTRUM", ns, a, b - a)
+        if garbage:  # every row unit weight, as the pyuvdata path sets it
+            weights[:] = 1.0
+            ones = np.ones((min(meta.Nblts, 4096), meta.Nfreqs, meta.Npols), np.float32)
+            for a in range(0, meta.Nblts, len(ones)):
+                n = min(len(ones), meta.Nblts - a)
+                ms.putcol("WEIGHT_SPECTRUM", ones[:n], a, n)
+        mjd_s = mjd_seconds(meta.time_array)
         ms.putcolkeyword("DATA", "QuantumUnits", meta.vis_units)
         ms.putcol("WEIGHT", weights)
         ms.putcol("SIGMA", np.power(weights, -0.5, where=(weights != 0), out=None))
@@ -152,6 +176,23 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
         ms.putkeyword("pyuvdata_flip_conj", True)
     finally:
         ms.done()
+    write_subtables(out_ms, meta, rd.pol_order)
+    return len(chunks)
+
+
+def mjd_seconds(jd: np.ndarray) -> np.ndarray:
+    """The MS TIME of each row: MJD seconds (UTC) of its Julian date, as ``write_ms`` converts it."""
+    from astropy.time import Time
+
+    times, inv = np.unique(jd, return_inverse=True)
+    return (Time(times, format="jd", scale="utc").mjd * 86400.0)[inv]
+
+
+def write_subtables(out_ms: str, meta, pol_order) -> None:
+    """The subtables, by pyuvdata's own writers from the metadata-only object."""
+    from pyuvdata import utils
+    from pyuvdata.utils.io import ms as ms_utils
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for fn in (ms_utils.write_ms_antenna, ms_utils.write_ms_data_description, ms_utils.write_ms_feed,
@@ -160,4 +201,3 @@ def write(meta, files_by_freq: list[str], out_ms: str, *, times_per_chunk: int |
             fn(out_ms, uvobj=meta)
         ms_utils.write_ms_polarization(out_ms, pol_order=utils.tools.slicify(pol_order, allow_empty=True),
                                        uvobj=meta)
-    return len(chunks)

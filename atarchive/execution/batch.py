@@ -125,7 +125,8 @@ def execute_batch(step: Step, ctxs: list[RunContext], cfg: Config) -> list[Outco
         first = ctxs[idx[0]]
         try:
             outs = run_batch_in_child(calls, workdir=first.workdir, timeout=cfg.execution.step_timeout_s or None,
-                                      on_start=first.on_start, cancel=first.cancel, casa_tools=step.casa_tools)
+                                      on_start=first.on_start, cancel=first.cancel,
+                                      casa_tools=step.uses_casa_tools(cfg))
         except Exception as err:  # noqa: BLE001
             outs = [err] * len(calls)
         for i, res in zip(idx, outs):

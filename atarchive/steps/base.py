@@ -99,6 +99,11 @@ class Step:
         """The step's typed section of the config (``[steps.<name>]``)."""
         return cfg.steps.for_step(self.name)
 
+    def uses_casa_tools(self, cfg: Config) -> bool:
+        """Whether this step's child calls use casatools under ``cfg`` (a spare CASA child may run them;
+        python-casacore calls must not share its process)."""
+        return self.casa_tools
+
     def params(self, cfg: Config) -> dict:
         """The settings as fingerprinted (retention settings left out)."""
         s = self.settings(cfg)

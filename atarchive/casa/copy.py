@@ -128,13 +128,9 @@ def _via_uvdata(files: list[str], out_ms: str, used, phase_time: float, times, n
     return uv, len(chunks)
 
 
-def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None, direct: bool = True) -> dict:
-    """Convert one scan-LO (its subband files) to ``out_ms``. See module doc.
-
-    ``times_per_chunk``: read and write that many integrations at a time (bounded memory for long
-    scans): the first chunk makes the MS, later ones are written beside it and their rows appended.
-    Every chunk is phased to the same time (the scan's median), so the MS is the one a whole-scan
-    conversion gives."""
+def start_conversion(files: list[str], out_ms: str) -> None:
+    """What every conversion of a scan-LO checks and sets up first, in its child process: files given,
+    the output not there yet, astropy offline, numba's cache where it can be written."""
     if not files:
         raise PermanentStepError("no files for this scan and LO")
     from .child import cache_numba, offline_astropy
@@ -143,6 +139,16 @@ def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = N
     cache_numba()
     if os.path.exists(out_ms):
         raise PermanentStepError(f"output exists already: {out_ms}")
+
+
+def uvh5_to_ms(files: list[str], out_ms: str, *, times_per_chunk: int | None = None, direct: bool = True) -> dict:
+    """Convert one scan-LO (its subband files) to ``out_ms``. See module doc.
+
+    ``times_per_chunk``: read and write that many integrations at a time (bounded memory for long
+    scans): the first chunk makes the MS, later ones are written beside it and their rows appended.
+    Every chunk is phased to the same time (the scan's median), so the MS is the one a whole-scan
+    conversion gives."""
+    start_conversion(files, out_ms)
     nbytes = sum(os.path.getsize(f) for f in files)
     meta, by_freq = _read_sorted(files, read_data=False)  # headers only, merged in frequency
     if meta.Nblts == 0:

@@ -113,15 +113,9 @@ def uvh5_to_averaged_ms(files: list[str], out_ms: str, *, timebin_s: float, chan
                         times_per_chunk: int = 0, scratch_ms: str) -> dict:
     """Convert, flag and average one scan-LO (its subband files) into ``out_ms``. See module doc.
     Returns copy's and compress's result keys together, and ``one_pass``."""
-    if not files:
-        raise PermanentStepError("no files for this scan and LO")
-    from .child import cache_numba, offline_astropy
-    from .copy import _read_sorted, _renumber
+    from .copy import _read_sorted, _renumber, start_conversion
 
-    offline_astropy()
-    cache_numba()
-    if os.path.exists(out_ms):
-        raise PermanentStepError(f"output exists already: {out_ms}")
+    start_conversion(files, out_ms)
     kw = {"timebin_s": timebin_s, "chanbin": chanbin, "flagger": flagger, "times_per_chunk": times_per_chunk}
     if flagger not in ("auto", "aoflagger", "none"):
         return _two_steps(files, out_ms, scratch_ms, **kw, why=f"flagger {flagger} works on an MS")

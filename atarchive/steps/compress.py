@@ -74,23 +74,15 @@ class Compress(Step):
     def prepare(self, ctx: RunContext) -> ChildCall:
         spec = ctx.unit.spec
         c = self.settings(ctx.view.cfg)
+        common = {"out_ms": str(ctx.out(spec.outputs[0])), "timebin_s": c.timebin_s, "chanbin": c.chanbin,
+                  "flagger": c.flagger}
         if "in_ms" not in spec.payload:  # one pass from the uvh5 files
             return ChildCall(casa_onepass.uvh5_to_averaged_ms, {
-                "files": spec.payload["files"],
-                "out_ms": str(ctx.out(spec.outputs[0])),
-                "timebin_s": c.timebin_s,
-                "chanbin": c.chanbin,
-                "flagger": c.flagger,
+                "files": spec.payload["files"], **common,
                 "times_per_chunk": ctx.view.cfg.steps.copy_.times_per_chunk,
                 "scratch_ms": spec.payload["scratch_ms"],
             })
-        return ChildCall(casa_compress.compress, {
-            "in_ms": spec.payload["in_ms"],
-            "out_ms": str(ctx.out(spec.outputs[0])),
-            "timebin_s": c.timebin_s,
-            "chanbin": c.chanbin,
-            "flagger": c.flagger,
-        })
+        return ChildCall(casa_compress.compress, {"in_ms": spec.payload["in_ms"], **common})
 
     def collect(self, ctx: RunContext, res: dict) -> StepResult:
         meta = {k: v for k, v in res.items() if k != "channel_flags"}  # per-channel flags: in the run's result only

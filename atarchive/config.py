@@ -127,8 +127,8 @@ class ImageConfig(_Strict):
 
 class SelfcalConfig(_Strict):
     rounds: int = Field(0, ge=0, description="phase-only self-calibration rounds per target and LO; 0 = off (the "
-                                             "default until it is cheaper: on `medium` 4 rounds add ~6 min per "
-                                             "target and LO); 4 for fields limited by phase errors")
+                                             "default: on `medium` 4 rounds add 42 % to the run, 214 → 304 s, and "
+                                             "gain nothing there); 4 for fields limited by phase errors")
     solints: list[str] = Field(["60s", "int"], min_length=1,
                                description="solution interval of each phase round, shrinking; the last repeats")
     ap_solint: str = Field("inf", description="solution interval of the amplitude+phase round after the phase "

@@ -27,6 +27,7 @@ import numpy as np
 _WINDOW = 9  # channels in the running median the per-channel medians are compared with
 _CHANNEL_SIGMA = 8.0  # a channel this many robust σ above its neighbours is flagged whole …
 _MIN_EXCESS = 0.25  # … when it is also this fraction above their level
+MIN_TIMES = 4  # fewer integrations give the strategy no time axis to fit: only the steady-channel test runs
 
 
 @lru_cache(maxsize=1)
@@ -118,6 +119,8 @@ def flag_baseline(vis: np.ndarray, flags: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels
         med = _nanmedian0(amp)  # nchan × npol: the baseline's spectrum, steady part
     out[:, steady_channels(med)] = True
+    if ntime < MIN_TIMES:
+        return out
     scale = np.where(np.isfinite(med) & (med > 0), med, 1.0).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

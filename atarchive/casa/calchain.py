@@ -47,6 +47,33 @@ def _spw_info(vis: str) -> list[dict]:
         sw.close()
 
 
+DELAY_KEEP_MIN = 0.9  # baselines keeping less of their amplitude on average: measure on the raw data
+
+
+def delay_keep(ktable: str, widths: dict[int, float]) -> float:
+    """The fraction of their amplitude the baselines keep on average in one channel of width
+    ``widths[spw]`` (Hz) given the solved antenna delays of ``ktable`` (K, ns): the mean over antenna
+    pairs of |sinc(Δτ Δν)|, the smallest over polarisations and spectral windows. Averaging channels
+    under residual delays loses amplitude that no antenna-based gain restores: fluxes come out low
+    by about that much."""
+    tb = table(ktable)
+    try:
+        fp, fl, spw = tb.getcol("FPARAM"), tb.getcol("FLAG"), tb.getcol("SPECTRAL_WINDOW_ID")
+    finally:
+        tb.close()
+    tau = np.where(fl, np.nan, fp)[:, 0, :]  # polarisation × row (ns)
+    keep = 1.0
+    for s in np.unique(spw):
+        width = widths.get(int(s), 0.0)
+        for p in range(tau.shape[0]):
+            t = tau[p, spw == s]
+            t = t[np.isfinite(t)]
+            if width > 0 and t.size >= 2:
+                i, j = np.triu_indices(t.size, 1)
+                keep = min(keep, float(np.abs(np.sinc((t[i] - t[j]) * 1e-9 * width)).mean()))
+    return keep
+
+
 def pb2017_manual(standard: str, freq_hz: float) -> tuple[float, list[float]]:
     """(flux at freq, [alpha, beta]) for setjy standard='manual' around ``freq_hz``.
 
@@ -129,6 +156,23 @@ def _calibrate(vis: str, *, caldir: str, splitdir: str, flux_cals: list[dict], p
         t.gaincal(caltable=tab["K0"], field=fc_sel, spw=spw, gaintype="K", solint="inf", combine="scan",
                   gaintable=[tab["G0"]], **common)
         need(tab["K0"], "K0 (delay)")
+        widths = {i: (spws[i]["f1"] - spws[i]["f0"]) / (spws[i]["nchan"] - 1) for i in ids if spws[i]["nchan"] > 1}
+        keep = delay_keep(tab["K0"], widths)
+        if keep < DELAY_KEEP_MIN:
+            # Solved, but perhaps on channels the delays have washed out (delays solved on averaged
+            # channels alias beyond 1/(2 x width), so they only raise the question): measure the flux
+            # calibrator's raw data; when most baselines lose over 20 % in an averaged channel, fail
+            # with the cause and the cure rather than report fluxes that low.
+            from . import caldiag
+
+            why, figures = caldiag.diagnose(vis, fc_ids[:1], ids, flux_cals[0]["name"],
+                                            raw=p["diagnose"].get("raw", {}).get(flux_cals[0]["name"], []),
+                                            chanbin=p["diagnose"].get("chanbin", 1))
+            print(f"delay check (solved delays keep {keep:.0%} on average): {caldiag.figures_line(figures)}",
+                  flush=True)
+            n, bad = figures.get("n_baselines") or 0, figures.get("baselines_decorrelated") or 0
+            if n and bad > n / 2:
+                raise PermanentStepError(f"averaged channels washed out: {why}")
         t.bandpass(caltable=tab["B0"], field=fc_sel, spw=spw, solint="inf", combine="scan", bandtype="B",
                    solnorm=True, gaintable=[tab["G0"], tab["K0"]], **common)
         need(tab["B0"], "B0 (bandpass)")

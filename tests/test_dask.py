@@ -61,10 +61,12 @@ def test_dask_local_cluster_gives_the_serial_result(tmp_path, tiny_reference):
     atarchive_ok(conf, "scan")
     out = json.loads(atarchive_ok(conf, "run", "--json"))
     assert out["failed"] == []
-    # the same units ran as in the serial run (tiny: 4 of 5 scans × 2 LOs copied and compressed, concat,
-    # fix, calibrate, 3 fields × 2 LOs imaged, the target's sources searched in 2 LOs, report)
+    # the same units ran as in the serial run (tiny: 4 of 5 scans × 2 LOs converted, flagged and averaged
+    # in one pass by compress (copy has no units then), concat, fix, calibrate, 3 fields × 2 LOs imaged,
+    # the target's sources searched in 2 LOs, report)
     key = lambda r: (r["step"], r["unit"])  # noqa: E731
-    assert sorted(map(key, out["ran"])) == sorted(map(key, ref["run"]["ran"])) and len(out["ran"]) == 28
+    assert sorted(map(key, out["ran"])) == sorted(map(key, ref["run"]["ran"])) and len(out["ran"]) == 20
+    assert {r["step"] for r in out["ran"]} >= {"compress", "concat", "fix", "calibrate", "image", "report"}
     st = json.loads(atarchive_ok(conf, "status", "--json"))
     assert st["sessions"][0]["state"] == "done"
     ex = json.loads(atarchive_ok(conf, "explain", TINY, "--json"))

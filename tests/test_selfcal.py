@@ -173,11 +173,6 @@ def test_selfcal_raises_the_dynamic_range_at_least_threefold(archive):
 
 
 @pytest.mark.casa
-@pytest.mark.xfail(strict=True, reason="issue 16, open: at the 5 % level the outcome turns on one guard decision. "
-                                       "Kept, the first 'int' round gives DR 1997 and components 0.963-1.051 (the "
-                                       "one 0.66° SW high); refused (its deep residual rms +7 % for a peak +4 %), "
-                                       "self-cal stops after 60 s and components come out 5-10 % low. Other "
-                                       "realisations (seeds 31, 47): all within 3.6 %")
 def test_every_component_above_10_sigma_within_5_percent_and_a_fifth_of_a_beam(archive):
     """The issue's bar on the primary-beam corrected image: every component above 10σ within 5 % of its
     true flux and 0.2 beam of its position."""

@@ -22,6 +22,24 @@ def save(name: str, data: dict) -> Path:
     return p
 
 
+def step_times(db: Path) -> tuple[dict, int]:
+    """Per step of a finished run's catalogue: units done, wall (first start to last end) and summed
+    unit seconds; and how many runs did not finish done."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        steps = {}
+        for step, n, first, last, busy in conn.execute(
+                "SELECT step, COUNT(*), MIN(started), MAX(finished), SUM(finished - started) FROM step_runs "
+                "WHERE status = 'done' GROUP BY step ORDER BY MIN(started)"):
+            steps[step] = {"units": n, "wall_s": round(last - first, 1), "unit_seconds": round(busy, 1)}
+        failed = conn.execute("SELECT COUNT(*) FROM step_runs WHERE status != 'done'").fetchone()[0]
+    finally:
+        conn.close()
+    return steps, failed
+
+
 def line(label: str, value, unit: str, goal: str, ok: bool) -> str:
     return f"{label:<44} {value:>10} {unit:<8} goal {goal:<10} {'OK' if ok else 'MISSED'}"
 

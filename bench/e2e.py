@@ -6,7 +6,6 @@ Usage: python bench/e2e.py [--preset demo] [--workers 2]
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import line, save  # noqa: E402
+from common import line, save, step_times  # noqa: E402
 
 
 def main() -> int:
@@ -51,13 +50,7 @@ def run(preset: str, workers: int = 0, executor: str = "threads", scheduler: str
         t0 = time.perf_counter()
         r = subprocess.run([*exe, "--config", str(conf), "run"], capture_output=True, text=True)
         t_run = time.perf_counter() - t0
-        conn = sqlite3.connect(tmp / "cat.db")
-        steps = {}
-        for step, n, first, last, busy in conn.execute(
-                "SELECT step, COUNT(*), MIN(started), MAX(finished), SUM(finished - started) FROM step_runs "
-                "WHERE status = 'done' GROUP BY step ORDER BY MIN(started)"):
-            steps[step] = {"units": n, "wall_s": round(last - first, 1), "unit_seconds": round(busy, 1)}
-        failed = conn.execute("SELECT COUNT(*) FROM step_runs WHERE status != 'done'").fetchone()[0]
+        steps, failed = step_times(tmp / "cat.db")
         data = {"preset": args.preset, "executor": args.executor, "workers": args.workers,
                 "simulate_s": round(t_sim, 1), "scan_s": round(t_scan, 2),
                 "run_s": round(t_run, 1), "steps": steps, "failed_units": failed, "run_rc": r.returncode}

@@ -23,7 +23,6 @@ import math
 import os
 import resource
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import line, save  # noqa: E402
+from common import line, save, step_times  # noqa: E402
 
 EXE = [sys.executable, "-m", "atarchive"]
 GOAL = 0.25  # processing time / observing time for one hour
@@ -113,14 +112,7 @@ def flux_check(rows: list[dict], truth: dict) -> dict:
 
 
 def steps_of(db: Path) -> tuple[dict, int]:
-    conn = sqlite3.connect(db)
-    steps = {}
-    for step, n, first, last, busy in conn.execute(
-            "SELECT step, COUNT(*), MIN(started), MAX(finished), SUM(finished - started) FROM step_runs "
-            "WHERE status = 'done' GROUP BY step ORDER BY MIN(started)"):
-        steps[step] = {"units": n, "wall_s": round(last - first, 1), "unit_seconds": round(busy, 1)}
-    failed = conn.execute("SELECT COUNT(*) FROM step_runs WHERE status != 'done'").fetchone()[0]
-    conn.close()
+    steps, failed = step_times(db)
     total = sum(v["unit_seconds"] for v in steps.values()) or 1.0
     for v in steps.values():
         v["share_of_unit_seconds"] = round(v["unit_seconds"] / total, 3)

@@ -62,7 +62,8 @@ def flagged_per_row(tb, chunk: int = 20000):
     out = np.zeros(n, dtype=np.float32)
     for start in range(0, n, chunk):
         nr = min(chunk, n - start)
-        out[start:start + nr] = tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr).mean(axis=0)
+        flags = tb.getcol("FLAG", startrow=start, nrow=nr).reshape(-1, nr)
+        out[start:start + nr] = flags.sum(axis=0, dtype=np.int32) / max(flags.shape[0], 1)
     return out
 
 

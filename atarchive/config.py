@@ -95,7 +95,8 @@ class ImageConfig(_Strict):
     max_imsize: int = Field(1024, ge=64)
     weighting: str = "briggs"
     robust: float = 0.0
-    rounds: int = Field(6, ge=1, description="at most this many clean rounds after the dirty image, each to 5 x rms")
+    rounds: int = Field(6, ge=1, description="at most this many clean rounds after the dirty image, each "
+                                             "continuing the last to 5 x rms (until one reaches it)")
     niter: int = Field(5000, ge=0)
     imager: Literal["tclean", "wsclean"] = Field(DEFAULT_IMAGER, description=(
         "tclean (CASA) or wsclean (Debian's wsclean 3.1 program; `make test`/`make demo` install it); the "

@@ -174,7 +174,7 @@ def test_image_cell_size_weighting_niter_rounds(sess):
         assert (hdr["NAXIS1"], hdr["NAXIS2"]) == (IMSIZE, IMSIZE)
         assert abs(hdr["CDELT1"]) * 3600 == pytest.approx(CELL_ARCSEC) and abs(hdr["CDELT2"]) * 3600 == pytest.approx(
             CELL_ARCSEC)
-        assert res["rounds"] == ROUNDS  # calibrators clean at least two rounds unless told fewer
+        assert res["rounds"] == ROUNDS  # niter stops every clean short of its depth: rounds run out
         log = Path(r["log_path"]).read_text()
         assert "Set imaging weights : Natural weighting" in log
         assert "weighting='briggs'" not in log

@@ -19,7 +19,7 @@ SESSION = "ptiny/2025-03-15-10:40:00"
 # step → why it reruns after an upgrade (a step version that truly changed); empty: nothing reruns
 EXPECTED_RERUNS: dict[str, str] = {
     # issue 16: targets get .pbcor, residual and model FITS (and, with [steps.selfcal] rounds > 0, self-calibration)
-    "image": "step version 2→4",  # 4: cleans capped at maxpsffraction 0.5
+    "image": "step version 2→5",  # 4: cleans capped at maxpsffraction 0.5; 5: rounds continue, stop at depth
     "sources": "never run",  # issue 14: a new step (PyBDSF on the target images)
     "report": "step version 1→2",  # issue 14: verdict + sources table on the QA page
     # compress 2: aoflagger is a dependency, so flagger "auto" flags with it instead of CASA tfcrop, and it

@@ -23,9 +23,8 @@ EXPECTED_RERUNS: dict[str, str] = {
     "sources": "never run",  # issue 14: a new step (PyBDSF on the target images)
     "report": "step version 1→2",  # issue 14: verdict + sources table on the QA page
     # compress 2: aoflagger is a dependency, so flagger "auto" flags with it instead of CASA tfcrop, and it
-    # reads the uvh5 files itself (one pass): copy has no units, nothing of it reruns; compress 3: AOFlagger
-    # on the parallel hands' combined amplitude
-    "compress": "step version 1→3",
+    # reads the uvh5 files itself (one pass): copy has no units, nothing of it reruns
+    "compress": "step version 1→2",
     "concat": "input changed: compress",
     "fix": "input changed: concat",
     "calibrate": "input changed: fix",

@@ -86,7 +86,7 @@ def _trend(norm_amp: np.ndarray) -> np.ndarray:
     (ntime × nchan × npol, NaN where flagged), fitted twice, the second time without the times more
     than 5 robust σ off the first line: a burst of RFI does not bend it, so it stays visible."""
     ntime, _, npol = norm_amp.shape
-    med = _nanmedian0(np.moveaxis(norm_amp, 1, 0))  # ntime × npol
+    med = np.nanmedian(norm_amp, axis=1)  # ntime × npol
     t = np.arange(ntime, dtype=float)
     out = np.ones((ntime, npol), np.float32)
     for p in range(npol):
@@ -106,15 +106,9 @@ def _trend(norm_amp: np.ndarray) -> np.ndarray:
     return out
 
 
-def flag_baseline(vis: np.ndarray, flags: np.ndarray, parallel: np.ndarray | None = None) -> np.ndarray:
+def flag_baseline(vis: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """New flags (ntime × nchan, all polarisations alike) for one baseline: ``vis`` and ``flags``
-    are ntime × nchan × npol (complex, bool). Cells flagged on input stay out of every estimate.
-
-    ``parallel`` (bool per polarisation; None = all) marks the parallel hands (XX, YY or RR, LL):
-    AOFlagger's strategy runs once, on their combined normalised amplitude √(mean |v|²). Any power
-    a signal puts in the cross hands it also puts in a parallel hand (|XY| ≤ I = (XX + YY)/2), and
-    the strategy flags on amplitude anyway; one image instead of one per polarisation is a quarter
-    of its cost for four. The steady-channel test looks at every polarisation."""
+    are ntime × nchan × npol (complex, bool). Cells flagged on input stay out of every estimate."""
     ntime, nchan, npol = vis.shape
     out = np.zeros((ntime, nchan), bool)
     if nchan < 2 or ntime < 2:
@@ -129,15 +123,14 @@ def flag_baseline(vis: np.ndarray, flags: np.ndarray, parallel: np.ndarray | Non
     if ntime < MIN_TIMES:
         return out
     scale = np.where(np.isfinite(med) & (med > 0), med, 1.0).astype(np.float32)
-    norm_amp = amp / scale[None, :, :]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        trend = _trend(norm_amp)
-    hands = np.ones(npol, bool) if parallel is None or not np.any(parallel) else np.asarray(parallel, bool)
-    norm = np.abs(vis[:, :, hands]) / (scale[None, :, hands] * trend[:, None, hands])
-    combined = np.sqrt(np.mean(np.square(norm, dtype=np.float32), axis=2))  # ntime × nchan
-    img = af.make_image_set(ntime, nchan, 1)
-    img.set_image_buffer(0, np.ascontiguousarray(combined.T, dtype=np.float32))
+        trend = _trend(amp / scale[None, :, :])
+    norm = vis / scale[None, :, :] / trend[:, None, :]
+    img = af.make_image_set(ntime, nchan, 2 * npol)
+    for p in range(npol):
+        img.set_image_buffer(2 * p, np.ascontiguousarray(norm[:, :, p].real.T, dtype=np.float32))
+        img.set_image_buffer(2 * p + 1, np.ascontiguousarray(norm[:, :, p].imag.T, dtype=np.float32))
     given = af.make_flag_mask(ntime, nchan, False)
     given.set_buffer(np.ascontiguousarray(flags.any(axis=2).T))
     mask = np.asarray(strategy.run(img, given).get_buffer(), bool)  # nchan × ntime

@@ -7,8 +7,6 @@ is returned. The input MS is left for the caller to delete.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..errors import PermanentStepError
@@ -40,22 +38,6 @@ def baselines(a1: np.ndarray, a2: np.ndarray, ddid: np.ndarray, time: np.ndarray
     return [order[i0:i1] for i0, i1 in zip(edges[:-1], edges[1:]) if a1[order[i0]] != a2[order[i0]]]
 
 
-PARALLEL_CORR_TYPES = (5, 8, 9, 12)  # RR LL XX YY (CASA Stokes codes)
-
-
-def parallel_hands(ms: str) -> dict[int, np.ndarray]:
-    """Per data description: which of its polarisations are parallel hands (bool per polarisation)."""
-    dd = table(os.path.join(ms, "DATA_DESCRIPTION"))
-    pol = table(os.path.join(ms, "POLARIZATION"))
-    try:
-        pol_ids = dd.getcol("POLARIZATION_ID")
-        return {i: np.isin(np.asarray(pol.getcell("CORR_TYPE", int(p))), PARALLEL_CORR_TYPES)
-                for i, p in enumerate(pol_ids)}
-    finally:
-        dd.close()
-        pol.close()
-
-
 def _aoflag(ms: str) -> None:
     """Flag every cross-correlation baseline with ``aoflag.flag_baseline`` (AOFlagger's generic
     strategy on the baseline's spectrum-normalised data). Each baseline's rows are read and written
@@ -65,17 +47,15 @@ def _aoflag(ms: str) -> None:
     aoflag._flagger()  # raises here when aoflagger cannot run: the caller falls back and says why
     tb = table(ms, readonly=False)
     try:
-        ddid = tb.getcol("DATA_DESC_ID")
-        rows_of = baselines(tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2"), ddid, tb.getcol("TIME"))
-        hands = parallel_hands(ms)
+        rows_of = baselines(tb.getcol("ANTENNA1"), tb.getcol("ANTENNA2"), tb.getcol("DATA_DESC_ID"),
+                            tb.getcol("TIME"))
         for rows in rows_of:
             if rows.size < 2:
                 continue
             sel = tb.selectrows(rows.tolist())
             try:
                 flags = sel.getcol("FLAG")  # (npol, nchan, ntime)
-                new = aoflag.flag_baseline(sel.getcol("DATA").transpose(2, 1, 0), flags.transpose(2, 1, 0),
-                                           hands.get(int(ddid[rows[0]])))
+                new = aoflag.flag_baseline(sel.getcol("DATA").transpose(2, 1, 0), flags.transpose(2, 1, 0))
                 if new.any():
                     sel.putcol("FLAG", flags | new.T[None, :, :])
             finally:

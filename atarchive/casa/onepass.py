@@ -37,10 +37,8 @@ def _time_chunks(meta, mjd_s: np.ndarray, timebin_s: float, times_per_chunk: int
     return ranges, bins[np.searchsorted(times, mjd_s)]
 
 
-def _flag_chunk(a1: np.ndarray, a2: np.ndarray, data: np.ndarray, flags: np.ndarray,
-                parallel: np.ndarray | None = None) -> None:
-    """AOFlagger on every cross-correlation baseline of the chunk (rows time-ordered), in place;
-    ``parallel`` marks the parallel-hand polarisations (``aoflag.flag_baseline``)."""
+def _flag_chunk(a1: np.ndarray, a2: np.ndarray, data: np.ndarray, flags: np.ndarray) -> None:
+    """AOFlagger on every cross-correlation baseline of the chunk (rows time-ordered), in place."""
     from . import aoflag
     from .compress import baselines
 
@@ -48,7 +46,7 @@ def _flag_chunk(a1: np.ndarray, a2: np.ndarray, data: np.ndarray, flags: np.ndar
     for rows in baselines(a1, a2, zeros, np.arange(len(a1))):
         if rows.size < 2:
             continue
-        new = aoflag.flag_baseline(data[rows], flags[rows], parallel)
+        new = aoflag.flag_baseline(data[rows], flags[rows])
         if new.any():
             flags[rows] |= new[:, :, None]
 
@@ -187,7 +185,7 @@ def _one_pass(meta, by_freq: list[str], out_ms: str, *, flag: bool, timebin_s: f
             a1, a2 = meta.ant_1_array[a:b], meta.ant_2_array[a:b]
             before += flags.sum(axis=(0, 2))
             if flag:
-                _flag_chunk(a1, a2, data, flags, rd.same)
+                _flag_chunk(a1, a2, data, flags)
             after += flags.sum(axis=(0, 2))
             cells += flags.shape[0] * flags.shape[2]
             out = average.average(mjd_s[a:b], row_bins[a:b], a1, a2, data, flags, w, uvw[a:b],

@@ -26,9 +26,7 @@ class Compress(Step):
     casa_tools = True
     # 2: aoflagger is a dependency, so flagger "auto" flags with it (was CASA tfcrop); one pass from the
     # uvh5 files by default (its units take the files and copy's chunking as inputs)
-    # 3: AOFlagger's strategy runs once per baseline, on the parallel hands' combined amplitude (was once
-    # per polarisation: a quarter of its cost)
-    version = 3
+    version = 2
     retention = ("keep_fullres", "keep_averaged")
 
     def uses_casa_tools(self, cfg: Config) -> bool:

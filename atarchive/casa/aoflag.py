@@ -14,8 +14,7 @@ out with the bandpass, so the medians themselves are tested: a channel whose med
 far above its neighbours' (running median over ``_WINDOW`` channels; ``_CHANNEL_SIGMA`` robust σ of
 those departures and at least ``_MIN_EXCESS`` of the neighbours' level, which a bandpass ripple does not
 reach — on short scans of a bright calibrator the σ alone flagged ripple peaks and band edges) is
-flagged whole. The strategy itself runs once per baseline, on the parallel hands' combined
-normalised amplitude (see ``flag_baseline``). Pure numpy plus ``aoflagger``; no casatools.
+flagged whole. Pure numpy plus ``aoflagger``; no casatools.
 """
 
 from __future__ import annotations

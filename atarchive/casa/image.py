@@ -283,9 +283,9 @@ UNRESOLVED_RATIO = 1.05
 def point_flux(comp: dict) -> tuple[float, float, str]:
     """(flux density, error, how) of an imfit component: its fitted peak when it is unresolved
     (integrated / peak ≤ ``UNRESOLVED_RATIO``), else its integrated flux."""
-    def first(v, default: float) -> float:
-        v = v if v is not None else default
-        return float(v[0] if isinstance(v, (list, tuple)) or hasattr(v, "__len__") else v)
+    def first(v, default: float) -> float:  # imfit gives arrays (flux: one per Stokes) or plain numbers
+        v = default if v is None else v
+        return float(v[0] if hasattr(v, "__len__") else v)
 
     flux, err = first(comp["flux"]["value"], math.nan), first(comp["flux"]["error"], math.nan)
     peak = comp.get("peak") or {}

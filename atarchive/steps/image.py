@@ -15,7 +15,7 @@ class Image(Step):
     name = StepName.IMAGE
     casa_tools = True
     batchable = True
-    version = 5  # 2: imfit box shrinks on failure; 3: targets from self-calibrated data, .pbcor, residual/model FITS; 4: maxpsffraction 0.5; 5: clean rounds continue the previous round and stop once one reaches its depth
+    version = 5  # 2: imfit box shrinks on failure; 3: targets from self-calibrated data, .pbcor, residual/model FITS; 4: maxpsffraction 0.5; 5: clean rounds continue the previous round and stop once one reaches its depth, an unresolved fit's flux is its fitted peak
 
     def params(self, cfg) -> dict:
         """The image settings as fingerprinted: the imager only when it is not the default (tclean), so

@@ -50,6 +50,27 @@ def _plane(noise, rng, ntime=40, nchan=128):
     return (v + noise * (rng.standard_normal(v.shape) + 1j * rng.standard_normal(v.shape))).astype(np.complex64)
 
 
+def test_aoflag_medians_by_one_sort_equal_numpys_nanmedian():
+    """The flagger's medians (over time per channel, over channels per time) take one sort instead of
+    np.nanmedian's per-slice path; they must be the same numbers, so the flags are the same."""
+    import warnings
+
+    from atarchive.casa.aoflag import _nanmedian0
+
+    rng = np.random.default_rng(11)
+    for nt, nc, npol in ((4, 16, 1), (15, 1024, 4), (7, 255, 2), (30, 64, 4)):
+        x = (rng.normal(size=(nt, nc, npol)) + 1).astype(np.float32)
+        x[:, rng.integers(0, nc, 5), :] = np.nan  # flagged channels, all-NaN over time
+        x[rng.integers(0, nt), :, :] = np.nan  # a flagged integration, all-NaN over channels
+        x[rng.random(x.shape) < 0.1] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for axis in (0, 1):
+                want = np.nanmedian(x, axis=axis)
+                got = _nanmedian0(np.moveaxis(x, axis, 0))
+                assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), (nt, nc, npol, axis)
+
+
 def test_aoflag_spares_a_bright_calibrator_and_flags_a_burst():
     from atarchive.casa import aoflag
 

@@ -54,8 +54,8 @@ def main() -> int:
     print("\n== all figures")
     for ln in figures:
         print(ln)
-    # the 20-minute budget is for the benches a change is checked with; realtime.py (an hour's worth of
-    # ATA-shaped data, ~30 min) comes on top of it
+    # the 20-minute budget is for the benches a change is checked with; realtime.py (70 minutes of
+    # ATA-shaped data in three sessions, ~30 min) comes on top of it
     rest = total - sum(t for n, t in timings.items() if n.startswith("realtime.py"))
     ok = rest <= 20 * 60
     print(f"{'make bench, total without realtime.py':<44} {rest / 60:>10.1f} min      goal <= 20       "
